@@ -1,0 +1,34 @@
+/** CNI error codes from the spec (SPEC.md "Error" section); 100+ are ours. */
+export const ErrorCode = {
+  IncompatibleVersion: 1,
+  UnsupportedField: 2,
+  UnknownContainer: 3,
+  InvalidEnv: 4,
+  IoFailure: 5,
+  DecodeFailure: 6,
+  InvalidConfig: 7,
+  TryAgainLater: 11,
+  NotAvailable: 50,
+  NotAvailableDegraded: 51,
+  Internal: 999,
+} as const;
+
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** An error that reaches the runtime as the spec's error JSON on stdout. */
+export class CniError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly details = '',
+  ) {
+    super(message);
+    this.name = 'CniError';
+  }
+
+  toJSON(cniVersion: string): Record<string, unknown> {
+    const out: Record<string, unknown> = { cniVersion, code: this.code, msg: this.message };
+    if (this.details) out.details = this.details;
+    return out;
+  }
+}

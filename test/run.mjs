@@ -1,0 +1,125 @@
+// Runs every uvu suite under test/ (each file in its own process, as root suites change the
+// host) and ends with the line CI reads: "N passed, N failed".
+//   node test/run.mjs [substring…]   run only the suites whose path contains a substring
+import { build } from 'esbuild';
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const outDir = join(root, '.test-build');
+const SUITE_TIMEOUT_MS = 15 * 60 * 1000;
+const SOURCE_DIRS = ['cni', 'deviceplugin', 'host', 'proto', 'build'];
+
+function walk(dir, keep, acc = []) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (entry.name !== 'node_modules' && entry.name !== 'out') walk(p, keep, acc);
+    } else if (keep(p)) acc.push(p);
+  }
+  return acc;
+}
+
+function newestMtime(files) {
+  return files.reduce((m, f) => Math.max(m, statSync(f).mtimeMs), 0);
+}
+
+/** Suites run the built executables, so rebuild them when any source is newer. */
+function ensureBuilt() {
+  const bins = ['vdpa-cni', 'vdpa-device-plugin'].map((b) => join(root, 'build', 'out', b));
+  const sources = SOURCE_DIRS.flatMap((d) => (existsSync(join(root, d)) ? walk(join(root, d), () => true) : []));
+  if (bins.every(existsSync) && newestMtime(bins.map((b) => b)) >= newestMtime(sources)) return;
+  console.log('test: building the executables');
+  execFileSync(process.execPath, [join(root, 'build', 'build.mjs')], { stdio: 'inherit' });
+}
+
+const strip = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
+
+function runSuite(file) {
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, ['--enable-source-maps', file], {
+      cwd: root,
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const onData = (stream) => (chunk) => {
+      output += chunk;
+      stream.write(chunk);
+    };
+    child.stdout.on('data', onData(process.stdout));
+    child.stderr.on('data', onData(process.stderr));
+    const timer = setTimeout(() => child.kill('SIGKILL'), SUITE_TIMEOUT_MS);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const text = strip(output);
+      const num = (label) => {
+        const m = text.match(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'm'));
+        return m ? Number(m[1]) : undefined;
+      };
+      const total = num('Total');
+      const passed = num('Passed');
+      const skipped = num('Skipped') ?? 0;
+      if (total === undefined || passed === undefined) {
+        // Crashed before uvu could report: the suite counts as one failure.
+        resolvePromise({ passed: 0, failed: 1, skipped: 0, note: `exited ${signal ?? code} without a summary` });
+        return;
+      }
+      let failed = total - passed - skipped;
+      if (code !== 0 && failed === 0) failed = 1;
+      resolvePromise({ passed, failed, skipped, note: code === 0 ? '' : `exit ${signal ?? code}` });
+    });
+  });
+}
+
+async function main() {
+  const filters = process.argv.slice(2);
+  ensureBuilt();
+  const suites = walk(join(root, 'test'), (p) => p.endsWith('.test.ts'))
+    .map((p) => relative(root, p))
+    .filter((p) => !filters.length || filters.some((f) => p.includes(f)))
+    .sort();
+  if (!suites.length) {
+    console.error('test: no suites matched');
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  rmSync(outDir, { recursive: true, force: true });
+  await build({
+    entryPoints: suites.map((s) => join(root, s)),
+    outdir: outDir,
+    outbase: root,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    packages: 'external',
+    sourcemap: 'inline',
+    logLevel: 'warning',
+  });
+  const totals = { passed: 0, failed: 0, skipped: 0 };
+  const failures = [];
+  for (const suite of suites) {
+    console.log(`\n=== ${suite}`);
+    const r = await runSuite(join(outDir, suite.replace(/\.ts$/, '.mjs')));
+    totals.passed += r.passed;
+    totals.failed += r.failed;
+    totals.skipped += r.skipped;
+    if (r.failed) failures.push(`${suite}${r.note ? ` (${r.note})` : ''}`);
+  }
+  console.log('');
+  for (const f of failures) console.log(`FAILED ${f}`);
+  if (totals.passed + totals.failed === 0) totals.failed = 1;
+  const skipped = totals.skipped ? `, ${totals.skipped} skipped` : '';
+  console.log(`${totals.passed} passed, ${totals.failed} failed${skipped}`);
+  process.exit(totals.failed ? 1 : 0);
+}
+
+main().catch((err) => {
+  console.error(`test: ${err.stack ?? err}`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});
