@@ -3,12 +3,13 @@
 //   node test/run.mjs [substring…]   run only the suites whose path contains a substring
 import { build } from 'esbuild';
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const outDir = join(root, '.test-build');
+// Per-run output directory: several runs may share one checkout.
+const outDir = join(root, '.test-build', `run-${process.pid}`);
 const SUITE_TIMEOUT_MS = 15 * 60 * 1000;
 const SOURCE_DIRS = ['cni', 'deviceplugin', 'host', 'proto', 'build'];
 
@@ -29,10 +30,30 @@ function newestMtime(files) {
 /** Suites run the built executables, so rebuild them when any source is newer. */
 function ensureBuilt() {
   const bins = ['vdpa-cni', 'vdpa-device-plugin'].map((b) => join(root, 'build', 'out', b));
-  const sources = SOURCE_DIRS.flatMap((d) => (existsSync(join(root, d)) ? walk(join(root, d), () => true) : []));
-  if (bins.every(existsSync) && newestMtime(bins.map((b) => b)) >= newestMtime(sources)) return;
-  console.log('test: building the executables');
-  execFileSync(process.execPath, [join(root, 'build', 'build.mjs')], { stdio: 'inherit' });
+  const fresh = () => {
+    const sources = SOURCE_DIRS.flatMap((d) => (existsSync(join(root, d)) ? walk(join(root, d), () => true) : []));
+    return bins.every(existsSync) && newestMtime(bins) >= newestMtime(sources);
+  };
+  if (fresh()) return;
+  mkdirSync(join(root, 'build', 'out'), { recursive: true });
+  const lock = join(root, 'build', 'out', '.building');
+  // Concurrent runs must not write the same binaries at once.
+  for (;;) {
+    try {
+      closeSync(openSync(lock, 'wx'));
+      break;
+    } catch {
+      if (Date.now() - statSync(lock, { throwIfNoEntry: false })?.mtimeMs > 120_000) rmSync(lock, { force: true });
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    }
+  }
+  try {
+    if (fresh()) return;
+    console.log('test: building the executables');
+    execFileSync(process.execPath, [join(root, 'build', 'build.mjs')], { stdio: 'inherit' });
+  } finally {
+    rmSync(lock, { force: true });
+  }
 }
 
 const strip = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
@@ -55,13 +76,14 @@ function runSuite(file) {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const text = strip(output);
-      const num = (label) => {
-        const m = text.match(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'm'));
-        return m ? Number(m[1]) : undefined;
+      // A suite may print several uvu summaries (the VM testbed relays the guest's suites): add them up.
+      const sum = (label) => {
+        const found = [...text.matchAll(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'gm'))];
+        return found.length ? found.reduce((n, m) => n + Number(m[1]), 0) : undefined;
       };
-      const total = num('Total');
-      const passed = num('Passed');
-      const skipped = num('Skipped') ?? 0;
+      const total = sum('Total');
+      const passed = sum('Passed');
+      const skipped = sum('Skipped') ?? 0;
       if (total === undefined || passed === undefined) {
         // Crashed before uvu could report: the suite counts as one failure.
         resolvePromise({ passed: 0, failed: 1, skipped: 0, note: `exited ${signal ?? code} without a summary` });
@@ -115,6 +137,7 @@ async function main() {
   if (totals.passed + totals.failed === 0) totals.failed = 1;
   const skipped = totals.skipped ? `, ${totals.skipped} skipped` : '';
   console.log(`${totals.passed} passed, ${totals.failed} failed${skipped}`);
+  rmSync(outDir, { recursive: true, force: true });
   process.exit(totals.failed ? 1 : 0);
 }
 
