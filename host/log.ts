@@ -1,0 +1,93 @@
+/**
+ * A small JSON-lines logger: one object a line on stderr and, optionally, appended to a file.
+ * Writes are synchronous so that a CNI call that exits right after logging loses nothing.
+ */
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFields = Readonly<Record<string, unknown>>;
+
+export function isLogLevel(v: unknown): v is LogLevel {
+  return typeof v === 'string' && (LOG_LEVELS as readonly string[]).includes(v);
+}
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every line (e.g. the containerID of one CNI call). */
+  with(fields: LogFields): Logger;
+  /** Closes the log file, if any; later lines still reach stderr. */
+  close(): void;
+}
+
+export interface LoggerOptions {
+  /** Lines below this level are dropped. Default "info". */
+  readonly level?: LogLevel;
+  /** Append lines to this file too; its directory is created. */
+  readonly file?: string;
+  /** Write to stderr (default true). */
+  readonly stderr?: boolean;
+  /** Fields on every line. */
+  readonly fields?: LogFields;
+}
+
+/** Errors become their message (JSON.stringify would print `{}`); bigints become strings. */
+function replacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return value.message;
+  if (typeof value === 'bigint') return value.toString();
+  return value;
+}
+
+interface Sink {
+  fds: number[];
+  fileFd: number | null;
+}
+
+function makeLogger(minRank: number, sink: Sink, base: LogFields): Logger {
+  const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
+    if (LOG_LEVELS.indexOf(level) < minRank) return;
+    const line = JSON.stringify({ ts: new Date().toISOString(), level, msg, ...base, ...fields }, replacer) + '\n';
+    for (const fd of sink.fds) {
+      try {
+        writeSync(fd, line);
+      } catch {
+        // A closed stderr or a full disk must never turn a log line into a failure.
+      }
+    }
+  };
+  return {
+    debug: (msg, fields) => emit('debug', msg, fields),
+    info: (msg, fields) => emit('info', msg, fields),
+    warn: (msg, fields) => emit('warn', msg, fields),
+    error: (msg, fields) => emit('error', msg, fields),
+    with: (fields) => makeLogger(minRank, sink, { ...base, ...fields }),
+    close: () => {
+      if (sink.fileFd === null) return;
+      const fd = sink.fileFd;
+      sink.fileFd = null;
+      sink.fds = sink.fds.filter((f) => f !== fd);
+      closeSync(fd);
+    },
+  };
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const sink: Sink = { fds: opts.stderr === false ? [] : [2], fileFd: null };
+  let openError: unknown = null;
+  if (opts.file) {
+    try {
+      mkdirSync(dirname(opts.file), { recursive: true });
+      sink.fileFd = openSync(opts.file, 'a', 0o640);
+      sink.fds.push(sink.fileFd);
+    } catch (err) {
+      openError = err;
+    }
+  }
+  const logger = makeLogger(LOG_LEVELS.indexOf(opts.level ?? 'info'), sink, opts.fields ?? {});
+  if (openError) logger.warn('cannot open log file; logging to stderr only', { file: opts.file, error: openError });
+  return logger;
+}
