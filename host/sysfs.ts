@@ -1,0 +1,73 @@
+/**
+ * Small synchronous readers for sysfs. Discovery reads hundreds of tiny files in one pass, so these
+ * avoid the extra fstat of readFileSync and never throw: a file that cannot be read comes back as
+ * an Unreadable value that says why, and the caller turns it into a device's reason.
+ */
+import { closeSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+
+/** Why a sysfs file, link or directory could not be read: `missing`, `EIO`, `EACCES`, … */
+export interface Unreadable {
+  readonly path: string;
+  readonly code: string;
+}
+
+export function isUnreadable(x: unknown): x is Unreadable {
+  return typeof x === 'object' && x !== null && 'code' in x && 'path' in x;
+}
+
+export function describe(u: Unreadable): string {
+  return u.code === 'missing' ? `${u.path} is missing` : `cannot read ${u.path} (${u.code})`;
+}
+
+function failure(path: string, err: unknown): Unreadable {
+  const code = (err as NodeJS.ErrnoException).code;
+  return { path, code: code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : (code ?? String(err)) };
+}
+
+// sysfs attributes are at most one page; a shared buffer keeps the hot loop allocation-free.
+const buffer = Buffer.allocUnsafe(4096);
+
+/** A sysfs attribute with its trailing newline trimmed. */
+export function readAttr(path: string): string | Unreadable {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    return failure(path, err);
+  }
+  try {
+    const n = readSync(fd, buffer, 0, buffer.length, 0);
+    return buffer.toString('utf8', 0, n).trim();
+  } catch (err) {
+    return failure(path, err);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function readNames(dir: string): string[] | Unreadable {
+  try {
+    return readdirSync(dir);
+  } catch (err) {
+    return failure(dir, err);
+  }
+}
+
+/**
+ * Where a sysfs link points, resolved against the link's directory. sysfs links are relative and
+ * their directories are real, so this is what realpath would say, without walking each component.
+ */
+export function readLink(path: string): string | Unreadable {
+  try {
+    return resolve(dirname(path), readlinkSync(path));
+  } catch (err) {
+    return failure(path, err);
+  }
+}
+
+/** The last component of a link's target (`driver` → `mlx5_core`), or null when there is no link. */
+export function linkName(path: string): string | null {
+  const target = readLink(path);
+  return typeof target === 'string' ? basename(target) : null;
+}
