@@ -1,0 +1,306 @@
+/**
+ * stdin + environment → one typed request. Pure: nothing here touches the host. Errors name the
+ * variable or field: code 4 for the environment, 6 for JSON that does not decode, 7 for the
+ * network config, 1 for a cniVersion we do not speak.
+ */
+import { isLogLevel, type LogLevel } from '../host/log.js';
+import { parseCniArgs, type CniArgs } from './args.js';
+import { Decoder, type Obj } from './decode.js';
+import { CniError, ErrorCode } from './errors.js';
+import { parseResult, type Result } from './result.js';
+import { assertVerbAllowed, isSupportedVersion, SUPPORTED_VERSIONS, type CniVersion } from './version.js';
+
+export const COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC'] as const;
+export type Command = (typeof COMMANDS)[number];
+
+export interface CniEnv {
+  readonly command: Command;
+  readonly containerId: string;
+  /** Empty on DEL when the runtime no longer knows the netns, and on STATUS/GC. */
+  readonly netns: string;
+  readonly ifname: string;
+  readonly args: CniArgs;
+  /** CNI_PATH split on ":"; where delegated IPAM plugins live. */
+  readonly path: readonly string[];
+}
+
+/** `{containerID, ifname}`: one attachment the runtime still uses (GC). */
+export interface AttachmentRef {
+  readonly containerId: string;
+  readonly ifname: string;
+}
+
+export interface OvnOptions {
+  /** iface-id template with `{namespace}` `{pod}` `{podUID}` `{containerID}` `{ifname}` `{network}`. */
+  readonly ifaceId: string;
+  readonly waitInstalled: boolean;
+  readonly timeoutMs: number;
+}
+
+export interface NetConf {
+  readonly cniVersion: CniVersion;
+  readonly name: string;
+  readonly type: string;
+  /** The VF's PCI address, lower case; top-level `deviceID` (Multus) or `runtimeConfig.deviceID`. */
+  readonly deviceId: string | null;
+  /** `runtimeConfig.CNIDeviceInfoFile` (Multus). */
+  readonly deviceInfoFile: string | null;
+  /** `runtimeConfig.mac`, else `mac`; lower case. */
+  readonly mac: string | null;
+  readonly mtu: number | null;
+  /** `ipam.type`; null when there is no IPAM (`ipam` absent or without a type). */
+  readonly ipamType: string | null;
+  /** OVS bridge for the representor; "" means no OVS plugging (legacy SR-IOV mode). */
+  readonly bridge: string;
+  readonly ovsdb: string;
+  readonly ovn: OvnOptions;
+  readonly logFile: string | null;
+  readonly logLevel: LogLevel;
+  /** Parsed for ADD (chained) and CHECK; DEL ignores it so a bad one never blocks cleanup. */
+  readonly prevResult: Result | null;
+  /** GC only. */
+  readonly validAttachments: readonly AttachmentRef[] | null;
+}
+
+export const DEFAULTS = {
+  bridge: 'br-int',
+  ovsdb: 'unix:/var/run/openvswitch/db.sock',
+  ifaceId: '{namespace}_{pod}',
+  waitInstalled: true,
+  timeoutMs: 30_000,
+  logLevel: 'info' as LogLevel,
+};
+
+export const TEMPLATE_KEYS = ['namespace', 'pod', 'podUID', 'containerID', 'ifname', 'network'] as const;
+export type TemplateKey = (typeof TEMPLATE_KEYS)[number];
+
+/** Spec: alphanumeric first, then alphanumerics, `_`, `.`, `-`. */
+const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const PCI_ADDRESS = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+const envError = (msg: string): CniError => new CniError(ErrorCode.InvalidEnv, msg);
+
+/** Linux interface names: 1–15 bytes, not `.`/`..`, no `/`, `:` or whitespace. */
+export function interfaceNameProblem(name: string): string | null {
+  if (name === '') return 'is empty';
+  if (Buffer.byteLength(name) > 15) return `"${name}" is longer than 15 characters`;
+  if (name === '.' || name === '..') return `"${name}" is not a valid interface name`;
+  if (/[/:\s]/.test(name)) return `"${name}" contains "/", ":" or whitespace`;
+  return null;
+}
+
+const NEEDS: Record<Command, { containerId: boolean; netns: boolean; ifname: boolean }> = {
+  ADD: { containerId: true, netns: true, ifname: true },
+  CHECK: { containerId: true, netns: true, ifname: true },
+  DEL: { containerId: true, netns: false, ifname: true },
+  STATUS: { containerId: false, netns: false, ifname: false },
+  GC: { containerId: false, netns: false, ifname: false },
+};
+
+export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
+  const command = env.CNI_COMMAND ?? '';
+  if (!(COMMANDS as readonly string[]).includes(command)) {
+    throw envError(`CNI_COMMAND: "${command}" is not one of ${[...COMMANDS, 'VERSION'].join(', ')}`);
+  }
+  const cmd = command as Command;
+  const need = NEEDS[cmd];
+  const containerId = env.CNI_CONTAINERID ?? '';
+  const netns = env.CNI_NETNS ?? '';
+  const ifname = env.CNI_IFNAME ?? '';
+  if (need.containerId) {
+    if (!containerId) throw envError(`CNI_CONTAINERID: required for ${cmd}`);
+    if (!CONTAINER_ID.test(containerId)) {
+      throw envError(`CNI_CONTAINERID: "${containerId}" must start with a letter or digit, then letters, digits, "_", "." or "-"`);
+    }
+  }
+  if (need.netns) {
+    if (!netns) throw envError(`CNI_NETNS: required for ${cmd}`);
+    if (!netns.startsWith('/')) throw envError(`CNI_NETNS: "${netns}" must be an absolute path`);
+  }
+  if (need.ifname) {
+    if (!ifname) throw envError(`CNI_IFNAME: required for ${cmd}`);
+    const problem = interfaceNameProblem(ifname);
+    if (problem) throw envError(`CNI_IFNAME: ${problem}`);
+  }
+  return {
+    command: cmd,
+    containerId,
+    netns,
+    ifname,
+    args: parseCniArgs(env.CNI_ARGS ?? ''),
+    path: (env.CNI_PATH ?? '').split(':').filter(Boolean),
+  };
+}
+
+/** Go-style durations as runtimes write them: `30s`, `500ms`, `1m`, `1.5s`. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(text);
+  if (!m) return null;
+  const scale = { ms: 1, s: 1000, m: 60_000 }[m[2] as 'ms' | 's' | 'm'];
+  return Math.round(Number(m[1]) * scale);
+}
+
+/** The placeholders a template uses; unknown ones are a config error. */
+export function templateKeys(template: string, path: string, d: Decoder): TemplateKey[] {
+  const keys: TemplateKey[] = [];
+  for (const m of template.matchAll(/\{([^{}]*)\}/g)) {
+    const key = m[1] ?? '';
+    if (!(TEMPLATE_KEYS as readonly string[]).includes(key)) {
+      d.fail(path, `unknown placeholder {${key}}; use ${TEMPLATE_KEYS.map((k) => `{${k}}`).join(', ')}`);
+    }
+    keys.push(key as TemplateKey);
+  }
+  return keys;
+}
+
+function parseJson(stdin: string): unknown {
+  try {
+    return JSON.parse(stdin);
+  } catch (err) {
+    throw new CniError(ErrorCode.DecodeFailure, 'network config on stdin is not valid JSON', (err as Error).message);
+  }
+}
+
+/** The cniVersion of a config that may be invalid otherwise: error replies are printed in it. */
+export function peekVersion(stdin: string): string | undefined {
+  try {
+    const v: unknown = JSON.parse(stdin);
+    if (v && typeof v === 'object' && 'cniVersion' in v && typeof v.cniVersion === 'string') return v.cniVersion;
+  } catch {
+    // Not JSON: the caller answers in the latest version.
+  }
+  return undefined;
+}
+
+function parseVersion(o: Obj): CniVersion {
+  const v = o.cniVersion;
+  if (typeof v !== 'string' || !isSupportedVersion(v)) {
+    const shown = v === undefined ? 'missing' : JSON.stringify(v);
+    throw new CniError(
+      ErrorCode.IncompatibleVersion,
+      `cniVersion: ${shown} is not supported`,
+      `supported versions: ${SUPPORTED_VERSIONS.join(', ')}`,
+    );
+  }
+  return v;
+}
+
+function parseDeviceId(o: Obj, runtime: Obj, d: Decoder): string | null {
+  const top = d.optString(o, 'deviceID', '');
+  const rt = d.optString(runtime, 'deviceID', 'runtimeConfig');
+  if (top && rt && top.toLowerCase() !== rt.toLowerCase()) {
+    d.fail('deviceID', `"${top}" disagrees with runtimeConfig.deviceID "${rt}"`);
+  }
+  const id = (top || rt || '').toLowerCase();
+  if (!id) return null;
+  if (!PCI_ADDRESS.test(id)) {
+    d.fail(top ? 'deviceID' : 'runtimeConfig.deviceID', `"${top || rt}" is not a PCI address (DDDD:BB:DD.F)`);
+  }
+  return id;
+}
+
+function parseMac(raw: string | undefined, path: string, d: Decoder): string | null {
+  if (raw === undefined || raw === '') return null;
+  const mac = raw.toLowerCase();
+  if (!MAC.test(mac)) d.fail(path, `"${raw}" is not a MAC address (xx:xx:xx:xx:xx:xx)`);
+  if (parseInt(mac.slice(0, 2), 16) & 1) d.fail(path, `"${raw}" is a multicast address`);
+  if (mac === '00:00:00:00:00:00') d.fail(path, 'must not be all zeros');
+  return mac;
+}
+
+function parseOvsdb(o: Obj, d: Decoder): string {
+  const ovsdb = d.optString(o, 'ovsdb', '') ?? DEFAULTS.ovsdb;
+  if (!/^unix:\/.+/.test(ovsdb) && !/^tcp:[^:]+:\d+$/.test(ovsdb)) {
+    d.fail('ovsdb', `"${ovsdb}" must be unix:/path/to/db.sock or tcp:HOST:PORT`);
+  }
+  return ovsdb;
+}
+
+function parseOvn(o: Obj, d: Decoder): OvnOptions {
+  const ovn = d.optObject(o, 'ovn', '') ?? {};
+  const ifaceId = d.optString(ovn, 'ifaceId', 'ovn') ?? DEFAULTS.ifaceId;
+  if (!ifaceId) d.fail('ovn.ifaceId', 'must not be empty');
+  templateKeys(ifaceId, 'ovn.ifaceId', d);
+  let timeoutMs = DEFAULTS.timeoutMs;
+  const t = ovn.timeout;
+  if (t !== undefined) {
+    const ms = typeof t === 'string' ? parseDuration(t) : null;
+    if (ms === null || ms <= 0) d.fail('ovn.timeout', `${JSON.stringify(t)} must be a duration such as "30s" or "500ms"`);
+    timeoutMs = ms;
+  }
+  return { ifaceId, waitInstalled: d.optBool(ovn, 'waitInstalled', 'ovn') ?? DEFAULTS.waitInstalled, timeoutMs };
+}
+
+function parseAttachments(o: Obj, d: Decoder): AttachmentRef[] {
+  const key = o['cni.dev/valid-attachments'] !== undefined ? 'cni.dev/valid-attachments' : 'cni.dev/attachments';
+  if (o[key] === undefined) d.fail('cni.dev/valid-attachments', 'is required for GC');
+  return d.array(o[key], key).map((raw, i) => {
+    const p = `${key}[${i}]`;
+    const a = d.object(raw, p);
+    return { containerId: d.string(a, 'containerID', p), ifname: d.string(a, 'ifname', p) };
+  });
+}
+
+export function parseNetConf(stdin: string, command: Command): NetConf {
+  const d: Decoder = new Decoder(ErrorCode.InvalidConfig);
+  const o = d.object(parseJson(stdin), 'network config');
+  const cniVersion = parseVersion(o);
+  assertVerbAllowed(command, cniVersion);
+  const runtime = d.optObject(o, 'runtimeConfig', '') ?? {};
+  const ipam = d.optObject(o, 'ipam', '');
+  const ipamType = ipam ? (d.optString(ipam, 'type', 'ipam') ?? '') : '';
+  if (/[/\s]/.test(ipamType)) d.fail('ipam.type', `"${ipamType}" must be a plugin name found in CNI_PATH`);
+  const bridge = d.optString(o, 'bridge', '') ?? DEFAULTS.bridge;
+  if (/[/\s]/.test(bridge)) d.fail('bridge', `"${bridge}" contains "/" or whitespace`);
+  const logFile = d.optString(o, 'logFile', '') || null;
+  if (logFile && !logFile.startsWith('/')) d.fail('logFile', `"${logFile}" must be an absolute path`);
+  const logLevel = o.logLevel ?? DEFAULTS.logLevel;
+  if (!isLogLevel(logLevel)) d.fail('logLevel', `${JSON.stringify(logLevel)} must be debug, info, warn or error`);
+  const wantsPrev = (command === 'ADD' || command === 'CHECK') && o.prevResult !== undefined && o.prevResult !== null;
+  return {
+    cniVersion,
+    name: d.string(o, 'name', ''),
+    type: d.string(o, 'type', ''),
+    deviceId: parseDeviceId(o, runtime, d),
+    deviceInfoFile: d.optString(runtime, 'CNIDeviceInfoFile', 'runtimeConfig') || null,
+    mac:
+      parseMac(d.optString(runtime, 'mac', 'runtimeConfig'), 'runtimeConfig.mac', d) ??
+      parseMac(d.optString(o, 'mac', ''), 'mac', d),
+    mtu: d.optInt(o, 'mtu', '', 68, 65535) ?? null,
+    ipamType: ipamType || null,
+    bridge,
+    ovsdb: parseOvsdb(o, d),
+    ovn: parseOvn(o, d),
+    logFile,
+    logLevel,
+    prevResult: wantsPrev ? parseResult(o.prevResult, 'prevResult', d) : null,
+    validAttachments: command === 'GC' ? parseAttachments(o, d) : null,
+  };
+}
+
+const TEMPLATE_SOURCE: Record<TemplateKey, string> = {
+  namespace: 'CNI_ARGS has no K8S_POD_NAMESPACE',
+  pod: 'CNI_ARGS has no K8S_POD_NAME',
+  podUID: 'CNI_ARGS has no K8S_POD_UID',
+  containerID: 'CNI_CONTAINERID is empty',
+  ifname: 'CNI_IFNAME is empty',
+  network: 'the network config has no name',
+};
+
+/** Fills the iface-id template; a placeholder whose value the caller did not send is a code 7. */
+export function expandIfaceId(conf: NetConf, env: CniEnv): string {
+  const values: Record<TemplateKey, string | null> = {
+    namespace: env.args.podNamespace,
+    pod: env.args.podName,
+    podUID: env.args.podUid,
+    containerID: env.containerId,
+    ifname: env.ifname,
+    network: conf.name,
+  };
+  const d: Decoder = new Decoder(ErrorCode.InvalidConfig);
+  for (const key of templateKeys(conf.ovn.ifaceId, 'ovn.ifaceId', d)) {
+    if (!values[key]) d.fail('ovn.ifaceId', `"${conf.ovn.ifaceId}" needs {${key}}, but ${TEMPLATE_SOURCE[key]}`);
+  }
+  return conf.ovn.ifaceId.replace(/\{([^{}]*)\}/g, (_, k: TemplateKey) => values[k] ?? '');
+}

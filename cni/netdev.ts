@@ -1,0 +1,174 @@
+/**
+ * The virtio netdev's trip into the pod and back. It is never renamed or moved by a name looked
+ * up blindly in the host: podman calls every pod interface eth0, and so is the host's own NIC.
+ *  - In: one netlink message moves it into the pod under a unique temporary name and marks it
+ *    (IFLA_IFALIAS); inside the pod it gets its name, MAC, MTU, addresses and routes.
+ *  - Out: found by its mark (in the pod, or in the host when the netns is gone), renamed back
+ *    inside a netns, then moved to the host with its old alias in one message.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { HOST_NETNS, ip, IpError, listLinks, withTempNetns, type Link } from '../host/netns.js';
+import type { Logger } from '../host/log.js';
+import { parseCidr } from './ip.js';
+import type { Result } from './result.js';
+
+const MARK_PREFIX = 'vdpa-cni/';
+
+/** Stable per attachment; CNI_CONTAINERID + CNI_IFNAME identify an attachment. */
+export function attachmentHash(containerId: string, ifname: string): string {
+  return createHash('sha256').update(`${containerId}/${ifname}`).digest('hex').slice(0, 16);
+}
+
+/** `vdpa-cni/<attachment hash>/<original name>`: who owns the netdev and what to call it in the host. */
+export const markFor = (containerId: string, ifname: string, netdev: string): string =>
+  `${MARK_PREFIX}${attachmentHash(containerId, ifname)}/${netdev}`;
+
+/** The original host name carried by a mark of this attachment, or null when the alias is not one. */
+export function originalNameFromMark(alias: string, containerId: string, ifname: string): string | null {
+  const prefix = `${MARK_PREFIX}${attachmentHash(containerId, ifname)}/`;
+  return alias.startsWith(prefix) ? alias.slice(prefix.length) || null : null;
+}
+
+/** A name no pod or host will have: `vdpatmp` + 8 hex (15 bytes, the kernel's limit). */
+export const tempName = (): string => `vdpatmp${randomBytes(4).toString('hex')}`;
+
+export async function hostLink(name: string): Promise<Link | null> {
+  return (await listLinks(null)).find((l) => l.name === name) ?? null;
+}
+
+export interface PodConfig {
+  readonly netdev: string;
+  readonly netns: string;
+  readonly ifname: string;
+  readonly mark: string;
+  readonly mac: string | null;
+  readonly mtu: number | null;
+  /** Addresses and routes to apply (the IPAM result). */
+  readonly ipam: Result;
+}
+
+/** Route lines as the CNI reference plugins apply them: a route without gw uses its family's gateway. */
+export function routeCommands(ifname: string, ipam: Result): string[][] {
+  const gateways = new Map<number, string>();
+  for (const a of ipam.ips) {
+    const family = parseCidr(a.address)?.family;
+    if (family && a.gateway && !gateways.has(family)) gateways.set(family, a.gateway);
+  }
+  return ipam.routes.map((r) => {
+    const family = parseCidr(r.dst)?.family ?? 4;
+    const gw = r.gw ?? gateways.get(family);
+    const cmd = [`-${family}`, 'route', 'add', r.dst];
+    if (gw) cmd.push('via', gw);
+    cmd.push('dev', ifname);
+    if (r.priority !== undefined) cmd.push('metric', String(r.priority));
+    if (r.table !== undefined) cmd.push('table', String(r.table));
+    if (r.mtu !== undefined) cmd.push('mtu', String(r.mtu));
+    if (r.advmss !== undefined) cmd.push('advmss', String(r.advmss));
+    if (r.scope !== undefined) cmd.push('scope', String(r.scope));
+    return cmd;
+  });
+}
+
+/**
+ * Addresses get `nodad`: IPAM made them unique, and duplicate address detection would hold
+ * IPv6 in "tentative" for a second or more after the pod starts.
+ */
+export function podCommands(c: PodConfig, current: string): string[][] {
+  const link = ['link', 'set', 'dev', current, 'name', c.ifname];
+  if (c.mac) link.push('address', c.mac);
+  if (c.mtu) link.push('mtu', String(c.mtu));
+  link.push('up');
+  const addrs = c.ipam.ips.map((a) => {
+    const cmd = ['addr', 'add', a.address, 'dev', c.ifname];
+    if (parseCidr(a.address)?.family === 6) cmd.push('nodad');
+    return cmd;
+  });
+  return [link, ...addrs, ...routeCommands(c.ifname, c.ipam)];
+}
+
+/** Moves and configures; the caller's undo (returnNetdev) copes with every partial outcome. */
+export async function moveIntoPod(c: PodConfig): Promise<void> {
+  const tmp = tempName();
+  await ip(null, [['link', 'set', 'dev', c.netdev, 'netns', c.netns, 'name', tmp, 'alias', c.mark]]);
+  await ip(c.netns, podCommands(c, tmp));
+}
+
+export interface ReturnRequest {
+  /** Where the pod's netns was; null or gone means look in the host. */
+  readonly netns: string | null;
+  readonly containerId: string;
+  readonly ifname: string;
+  /** Alias to restore in the host. */
+  readonly alias: string;
+}
+
+export type ReturnOutcome =
+  | { readonly returned: string; readonly from: 'pod' | 'host'; readonly renamed: boolean }
+  | { readonly absent: true };
+
+/**
+ * Inside `netns`: down, rename to the original name, move to the host with the old alias. When the
+ * name is taken (in that netns or in the host) the netdev travels under a unique temporary name.
+ */
+async function sendHome(netns: string, link: Link, original: string, alias: string, log: Logger): Promise<{ name: string; renamed: boolean }> {
+  try {
+    const cmds: string[][] = [['link', 'set', 'dev', link.name, 'down']];
+    if (link.name !== original) cmds.push(['link', 'set', 'dev', link.name, 'name', original]);
+    // Moving and restoring the alias in one message: a failed move leaves our mark in place.
+    cmds.push(['link', 'set', 'dev', original, 'netns', HOST_NETNS, 'alias', alias]);
+    await ip(netns, cmds);
+    return { name: original, renamed: false };
+  } catch (err) {
+    if (!(err instanceof IpError) || !err.exists) throw err;
+  }
+  const current = (await listLinks(netns)).find((l) => l.ifindex === link.ifindex)?.name ?? link.name;
+  const tmp = tempName();
+  await ip(netns, [
+    ['link', 'set', 'dev', current, 'down'],
+    ['link', 'set', 'dev', current, 'name', tmp],
+    ['link', 'set', 'dev', tmp, 'netns', HOST_NETNS, 'alias', alias],
+  ]);
+  log.warn('original netdev name is taken in the host; returned it under a temporary name', {
+    original,
+    returnedAs: tmp,
+  });
+  return { name: tmp, renamed: true };
+}
+
+function findMarked(links: readonly Link[], r: ReturnRequest): { link: Link; original: string } | null {
+  for (const link of links) {
+    const original = originalNameFromMark(link.alias, r.containerId, r.ifname);
+    if (original) return { link, original };
+  }
+  return null;
+}
+
+/**
+ * Brings the attachment's netdev back to the host under its original name, wherever it is:
+ * in the pod; or, when the netns is gone, in the host under its pod-side name (the kernel
+ * returns physical netdevs to the host on netns teardown, as `dev<N>` if the name is taken).
+ */
+export async function returnNetdev(r: ReturnRequest, netnsAlive: boolean, log: Logger): Promise<ReturnOutcome> {
+  if (r.netns && netnsAlive) {
+    const found = findMarked(await listLinks(r.netns), r);
+    if (found) {
+      const home = await sendHome(r.netns, found.link, found.original, r.alias, log);
+      return { returned: home.name, from: 'pod', renamed: home.renamed };
+    }
+  }
+  const inHost = findMarked(await listLinks(null), r);
+  if (!inHost) return { absent: true };
+  // The name was read together with our mark a moment ago; the temp netns double-checks
+  // by mark that the link it received is ours before renaming it.
+  return withTempNetns('vdpa-cni', async (tmpNs) => {
+    await ip(null, [['link', 'set', 'dev', inHost.link.name, 'netns', tmpNs]]);
+    const moved = findMarked(await listLinks(tmpNs), r);
+    if (!moved) {
+      const stray = (await listLinks(tmpNs)).filter((l) => l.name !== 'lo');
+      await ip(tmpNs, stray.map((l) => ['link', 'set', 'dev', l.name, 'netns', HOST_NETNS]));
+      throw new Error(`netdev ${inHost.link.name} changed while being returned; retry DEL`);
+    }
+    const home = await sendHome(tmpNs, moved.link, moved.original, r.alias, log);
+    return { returned: home.name, from: 'host', renamed: home.renamed };
+  });
+}

@@ -1,0 +1,172 @@
+/**
+ * iproute2 in the host or inside a network namespace given by path. Commands are argv arrays;
+ * several run in one `ip -batch -` process (a netns switch and a process start cost more than
+ * the netlink calls themselves).
+ */
+import { statfsSync } from 'node:fs';
+import { runProcess, systemTool } from './proc.js';
+
+/** A network namespace path (`/run/netns/x`, `/proc/123/ns/net`); null is the plugin's own (the host). */
+export type Netns = string | null;
+
+/** The plugin's own network namespace as a path other processes can open. */
+export const HOST_NETNS = `/proc/${process.pid}/ns/net`;
+
+const IP = systemTool('ip');
+const NSENTER = systemTool('nsenter');
+const NSFS_MAGIC = 0x6e736673;
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+export class IpError extends Error {
+  constructor(
+    readonly command: readonly string[],
+    readonly stderr: string,
+    readonly netns: Netns,
+  ) {
+    super(`ip ${command.join(' ')}${netns ? ` (in ${netns})` : ''}: ${stderr.trim() || 'failed'}`);
+    this.name = 'IpError';
+  }
+
+  /** The name (or address) the command needed to create is taken. */
+  get exists(): boolean {
+    return /exists|in use/i.test(this.stderr);
+  }
+
+  get noDevice(): boolean {
+    return /Cannot find device|does not exist|No such device/i.test(this.stderr);
+  }
+}
+
+/** True when `path` is a bind-mounted netns (nsfs) or a `/proc/<pid>/ns/net` link. */
+export function isNetworkNamespace(path: string): boolean {
+  try {
+    const type = statfsSync(path).type;
+    return type === NSFS_MAGIC || (type === PROC_SUPER_MAGIC && /\/ns\/net$/.test(path));
+  } catch {
+    return false;
+  }
+}
+
+function argv(netns: Netns, ipArgs: readonly string[]): [string, string[]] {
+  return netns ? [NSENTER, [`--net=${netns}`, IP, ...ipArgs]] : [IP, [...ipArgs]];
+}
+
+/**
+ * An argument as an `ip -batch` line needs it: words split on whitespace unless quoted, and
+ * everything after `#` is a comment even inside quotes. null when it cannot be written.
+ */
+function batchArg(arg: string): string | null {
+  if (/[#\\\n\r]/.test(arg)) return null;
+  if (arg !== '' && !/[\s"']/.test(arg)) return arg;
+  if (!arg.includes('"')) return `"${arg}"`;
+  if (!arg.includes("'")) return `'${arg}'`;
+  return null;
+}
+
+/** Runs the commands in order and stops at the first failure, which it throws as an IpError. */
+export async function ip(netns: Netns, commands: readonly (readonly string[])[]): Promise<void> {
+  if (commands.length === 0) return;
+  const lines = commands.map((c) => c.map(batchArg));
+  if (commands.length === 1 || lines.some((l) => l.includes(null))) {
+    for (const command of commands) {
+      const [file, args] = argv(netns, command);
+      const r = await runProcess(file, args);
+      if (r.code !== 0) throw new IpError(command, r.stderr, netns);
+    }
+    return;
+  }
+  const [file, args] = argv(netns, ['-batch', '-']);
+  const r = await runProcess(file, args, { input: lines.map((l) => l.join(' ')).join('\n') + '\n' });
+  if (r.code === 0) return;
+  const line = Number(/Command failed -:(\d+)/.exec(r.stderr)?.[1] ?? 0);
+  const failed = commands[line - 1] ?? ['-batch', '-'];
+  throw new IpError(failed, r.stderr.replace(/\n?Command failed -:\d+\s*$/, ''), netns);
+}
+
+async function ipJson(netns: Netns, args: readonly string[]): Promise<unknown[]> {
+  const [file, argList] = argv(netns, ['-j', ...args]);
+  const r = await runProcess(file, argList);
+  if (r.code !== 0) throw new IpError(['-j', ...args], r.stderr, netns);
+  const parsed: unknown = JSON.parse(r.stdout || '[]');
+  return Array.isArray(parsed) ? parsed : [];
+}
+
+export interface Link {
+  readonly ifindex: number;
+  readonly name: string;
+  readonly mac: string;
+  readonly mtu: number;
+  /** IFLA_IFALIAS; "" when unset. */
+  readonly alias: string;
+  /** Administratively up. */
+  readonly up: boolean;
+}
+
+const rec = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' ? (v as Record<string, unknown>) : {});
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+
+function toLink(raw: unknown): Link {
+  const o = rec(raw);
+  const flags = Array.isArray(o.flags) ? o.flags : [];
+  return {
+    ifindex: num(o.ifindex),
+    name: str(o.ifname),
+    mac: str(o.address),
+    mtu: num(o.mtu),
+    alias: str(o.ifalias),
+    up: flags.includes('UP'),
+  };
+}
+
+export async function listLinks(netns: Netns): Promise<Link[]> {
+  return (await ipJson(netns, ['link', 'show'])).map(toLink);
+}
+
+export interface Address {
+  readonly family: 4 | 6;
+  readonly address: string;
+  readonly prefix: number;
+}
+
+/** Global-scope addresses of one link. */
+export async function listAddresses(netns: Netns, dev: string): Promise<Address[]> {
+  const links = await ipJson(netns, ['addr', 'show', 'dev', dev, 'scope', 'global']);
+  return links.flatMap((l) => {
+    const infos = rec(l).addr_info;
+    return (Array.isArray(infos) ? infos : []).map((a): Address => {
+      const o = rec(a);
+      return { family: o.family === 'inet6' ? 6 : 4, address: str(o.local), prefix: num(o.prefixlen) };
+    });
+  });
+}
+
+export interface Route {
+  /** `default` or a CIDR as ip prints it (host routes without `/32`). */
+  readonly dst: string;
+  readonly gateway: string;
+  readonly family: 4 | 6;
+  readonly table: string;
+}
+
+/** Unicast routes through one link, all tables. */
+export async function listRoutes(netns: Netns, dev: string): Promise<Route[]> {
+  const read = async (family: 4 | 6) =>
+    (await ipJson(netns, [`-${family}`, 'route', 'show', 'table', 'all', 'dev', dev]))
+      .map(rec)
+      .filter((r) => r.type === undefined || r.type === 'unicast')
+      .map((r): Route => ({ dst: str(r.dst), gateway: str(r.gateway), family, table: str(r.table) || 'main' }));
+  const [v4, v6] = await Promise.all([read(4), read(6)]);
+  return [...v4, ...v6];
+}
+
+/** Runs `fn` with a fresh, empty network namespace that is removed afterwards. */
+export async function withTempNetns<T>(prefix: string, fn: (path: string) => Promise<T>): Promise<T> {
+  const name = `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  await ip(null, [['netns', 'add', name]]);
+  try {
+    return await fn(`/run/netns/${name}`);
+  } finally {
+    await ip(null, [['netns', 'del', name]]);
+  }
+}

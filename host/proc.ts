@@ -1,0 +1,50 @@
+/** Runs a host tool to completion. The one place child processes are started from host/. */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+export interface ProcResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface ProcOptions {
+  readonly input?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly timeoutMs?: number;
+}
+
+/** Never rejects on a non-zero exit; rejects only when the program cannot be started. */
+export function runProcess(file: string, args: readonly string[], opts: ProcOptions = {}): Promise<ProcResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : null;
+    child.on('error', (err) => {
+      if (timer) clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    // A child that exits without reading stdin must not crash us with EPIPE.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/**
+ * The absolute path of a system tool: runtimes call plugins with a minimal (or no) PATH, so the
+ * usual sbin/bin directories are tried before PATH.
+ */
+export function systemTool(name: string): string {
+  for (const dir of ['/usr/sbin', '/sbin', '/usr/bin', '/bin']) {
+    if (existsSync(`${dir}/${name}`)) return `${dir}/${name}`;
+  }
+  return name;
+}
