@@ -18,7 +18,7 @@ import type {
   VhostEndpoint,
   VirtioEndpoint,
 } from './snapshot.js';
-import { describe, isUnreadable, linkName, readAttr, readLink, readNames, type Unreadable } from './sysfs.js';
+import { PCI_ADDRESS, describe, isUnreadable, linkName, readAttr, readLink, readNames, type Unreadable } from './sysfs.js';
 
 export interface DiscoverOptions {
   readonly sysfsRoot: string;
@@ -27,7 +27,6 @@ export interface DiscoverOptions {
   readonly devlinkPorts?: readonly DevlinkPort[];
 }
 
-export const PCI_ADDRESS = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 const VIRTIO_DIR = /^virtio\d+$/;
 const VHOST_DIR = /^vhost-vdpa-\d+$/;
 const VIRTFN = /^virtfn(\d+)$/;

@@ -6,6 +6,9 @@
 import { closeSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 
+/** A PCI function's name in sysfs (domain:bus:device.function; domains above ffff exist, e.g. VMD). */
+export const PCI_ADDRESS = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+
 /** Why a sysfs file, link or directory could not be read: `missing`, `EIO`, `EACCES`, … */
 export interface Unreadable {
   readonly path: string;
