@@ -1,19 +1,72 @@
-const HELP = `vdpa-device-plugin — advertises vDPA-backed VFs to the kubelet as extended resources.
+/**
+ * vdpa-device-plugin: flags → logger → plugin (+ metrics endpoint) → wait for SIGTERM/SIGINT.
+ * Exit codes: 0 after a signal, 1 when the config is invalid or the plugin cannot start, 2 for bad flags.
+ */
+import type { Server } from 'node:http';
+import { createLogger } from '../host/log.js';
+import { ConfigError } from './config.js';
+import { FlagError, helpText, parseFlags, type Args } from './flags.js';
+import { Metrics } from './metrics.js';
+import { Plugin } from './plugin.js';
 
-Usage: vdpa-device-plugin [flags]
-
-Flags:
-  --help      show this text
-`;
-
-function main(): number {
-  const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(HELP);
+async function main(): Promise<number> {
+  // Installed first, so a signal during start-up still ends in a clean stop.
+  const signal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  let args: Args;
+  try {
+    args = parseFlags(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    process.stderr.write(`vdpa-device-plugin: ${err.message}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(helpText());
     return 0;
   }
-  process.stderr.write('vdpa-device-plugin: not implemented yet; see --help\n');
-  return 2;
+  const { flags } = args;
+  const logger = createLogger({ level: flags.logLevel });
+  const metrics = new Metrics();
+
+  let plugin: Plugin;
+  try {
+    plugin = await Plugin.start({ flags, logger, metrics });
+  } catch (err) {
+    const what = err instanceof ConfigError ? 'invalid config' : 'cannot start';
+    logger.error(`${what}: ${(err as Error).message}`, { config: flags.config });
+    return 1;
+  }
+
+  let http: Server | null = null;
+  if (flags.metricsAddr) {
+    try {
+      http = await metrics.serve(flags.metricsAddr);
+      const bound = http.address();
+      const addr = bound && typeof bound === 'object' ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : '';
+      logger.info('serving metrics', { addr, path: '/metrics' });
+    } catch (err) {
+      logger.error(`cannot serve metrics on ${flags.metricsAddr.host}:${flags.metricsAddr.port}: ${(err as Error).message}`);
+      await plugin.stop();
+      return 1;
+    }
+  }
+
+  const received = await signal;
+  logger.info('stopping', { signal: received });
+  http?.closeAllConnections();
+  http?.close();
+  await plugin.stop();
+  logger.info('stopped; sockets removed, DeviceInfo files kept');
+  return 0;
 }
 
-process.exitCode = main();
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`vdpa-device-plugin: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
