@@ -32,3 +32,9 @@ export class CniError extends Error {
     return out;
   }
 }
+
+/** Any thrown value as a CniError; unexpected errors keep their message under the generic code. */
+export function toCniError(err: unknown): CniError {
+  if (err instanceof CniError) return err;
+  return new CniError(ErrorCode.Internal, err instanceof Error ? err.message : String(err));
+}

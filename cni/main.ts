@@ -1,13 +1,36 @@
 import { readFileSync } from 'node:fs';
-import { CniError, ErrorCode } from './errors.js';
-import { versionInfo } from './version.js';
+import { createLogger, type Logger } from '../host/log.js';
+import { pathsFromEnv } from '../host/paths.js';
+import { cmdAdd } from './add.js';
+import { cmdCheck } from './check.js';
+import type { CallContext } from './context.js';
+import { cmdDel } from './del.js';
+import { toCniError } from './errors.js';
+import { cmdGc } from './gc.js';
+import { parseEnv, parseNetConf, peekVersion } from './netconf.js';
+import { resultForVersion } from './result.js';
+import { cmdStatus } from './status.js';
+import { LATEST_VERSION, versionInfo } from './version.js';
 
 const HELP = `vdpa-cni — CNI plugin that hands a vDPA VF's virtio netdev to a pod and plugs
 its representor into OVN's br-int.
 
 It is run by the container runtime (kubelet, Multus, podman), not by hand:
   CNI_COMMAND=ADD|DEL|CHECK|STATUS|GC|VERSION, the network config on stdin,
-  the result or a CNI error as JSON on stdout, logs on stderr.
+  the result or a CNI error as JSON on stdout, logs on stderr (and logFile).
+
+Network config keys (all optional but type and name):
+  deviceID          VF PCI address (Multus injects it; or runtimeConfig.deviceID)
+  mac, mtu          pod interface MAC (runtimeConfig.mac wins) and MTU
+  ipam              delegated IPAM plugin, found in CNI_PATH
+  bridge            OVS bridge for the representor (default "br-int"; "" = no OVS)
+  ovsdb             OVSDB socket (default "unix:/var/run/openvswitch/db.sock")
+  ovn               {"ifaceId": "{namespace}_{pod}", "waitInstalled": true, "timeout": "30s"}
+  logFile, logLevel JSON-lines log file; debug|info|warn|error (default info)
+Capabilities: deviceID, CNIDeviceInfoFile, mac.
+
+Environment overrides (tests): VDPA_SYSFS_ROOT, VDPA_DEV_ROOT, VDPA_DEVINFO_DIR,
+VDPA_STATE_DIR (default /var/lib/cni/vdpa-k8s).
 
 Options:
   --help      show this text
@@ -22,39 +45,82 @@ function readStdin(): string {
   }
 }
 
-/** cniVersion of the config on stdin, if it can be read at all (VERSION ignores the rest). */
-function requestedVersion(stdin: string): string | undefined {
-  try {
-    const parsed: unknown = JSON.parse(stdin);
-    if (parsed && typeof parsed === 'object' && 'cniVersion' in parsed && typeof parsed.cniVersion === 'string') {
-      return parsed.cniVersion;
-    }
-  } catch {
-    // An unreadable or empty config still gets a VERSION answer.
-  }
-  return undefined;
+const print = (value: unknown) => process.stdout.write(JSON.stringify(value) + '\n');
+
+/** Env + stdin → context. Nothing has touched the host yet when this throws. */
+function context(stdin: string): CallContext {
+  const env = parseEnv(process.env);
+  const conf = parseNetConf(stdin, env.command);
+  const log = createLogger({
+    level: conf.logLevel,
+    file: conf.logFile ?? undefined,
+    fields: { command: env.command, containerID: env.containerId || undefined, ifname: env.ifname || undefined },
+  });
+  return { env, conf, stdin, paths: pathsFromEnv(), log };
 }
 
-function main(): number {
+async function execute(ctx: CallContext): Promise<void> {
+  const { env, conf } = ctx;
+  switch (env.command) {
+    case 'ADD':
+      print(resultForVersion(await cmdAdd(ctx), conf.cniVersion));
+      return;
+    case 'DEL':
+      return cmdDel(ctx);
+    case 'CHECK':
+      return cmdCheck(ctx);
+    case 'STATUS':
+      return cmdStatus(ctx);
+    case 'GC':
+      return cmdGc(ctx);
+  }
+}
+
+function fail(err: unknown, log: Logger, cniVersion: string): number {
+  const e = toCniError(err);
+  log.error(e.message, { code: e.code, details: e.details || undefined });
+  print(e.toJSON(cniVersion));
+  return 1;
+}
+
+async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(HELP);
     return 0;
   }
   if (argv.includes('--version')) {
-    process.stdout.write(JSON.stringify(versionInfo(undefined)) + '\n');
+    print(versionInfo(undefined));
     return 0;
   }
-  const command = process.env.CNI_COMMAND ?? '';
   const stdin = readStdin();
-  const cniVersion = requestedVersion(stdin);
-  if (command === 'VERSION') {
-    process.stdout.write(JSON.stringify(versionInfo(cniVersion)) + '\n');
+  const requested = peekVersion(stdin);
+  if (process.env.CNI_COMMAND === 'VERSION') {
+    print(versionInfo(requested));
     return 0;
   }
-  const err = new CniError(ErrorCode.InvalidEnv, `unknown CNI_COMMAND "${command}"`);
-  process.stdout.write(JSON.stringify(err.toJSON(cniVersion ?? versionInfo(undefined).cniVersion)) + '\n');
-  return 1;
+  let ctx: CallContext;
+  try {
+    ctx = context(stdin);
+  } catch (err) {
+    return fail(err, createLogger({ level: 'info' }), requested ?? LATEST_VERSION);
+  }
+  const started = performance.now();
+  try {
+    await execute(ctx);
+    ctx.log.info(`${ctx.env.command} done`, { ms: Math.round(performance.now() - started) });
+    return 0;
+  } catch (err) {
+    return fail(err, ctx.log, ctx.conf.cniVersion);
+  }
 }
 
-process.exitCode = main();
+// Exit as soon as the answer is out (stdout and stderr are synchronous for pipes and files):
+// nothing is left to flush, and a lingering socket must not keep the runtime waiting.
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`vdpa-cni: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);

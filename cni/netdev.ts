@@ -23,17 +23,23 @@ export function attachmentHash(containerId: string, ifname: string): string {
 export const markFor = (containerId: string, ifname: string, netdev: string): string =>
   `${MARK_PREFIX}${attachmentHash(containerId, ifname)}/${netdev}`;
 
-/** The original host name carried by a mark of this attachment, or null when the alias is not one. */
-export function originalNameFromMark(alias: string, containerId: string, ifname: string): string | null {
-  const prefix = `${MARK_PREFIX}${attachmentHash(containerId, ifname)}/`;
-  return alias.startsWith(prefix) ? alias.slice(prefix.length) || null : null;
+/** `{hash, original}` of a mark, or null when the alias is not one of ours. */
+export function parseMark(alias: string): { hash: string; original: string } | null {
+  const m = /^vdpa-cni\/([0-9a-f]{16})\/(.+)$/.exec(alias);
+  return m ? { hash: m[1]!, original: m[2]! } : null;
 }
 
 /** A name no pod or host will have: `vdpatmp` + 8 hex (15 bytes, the kernel's limit). */
 export const tempName = (): string => `vdpatmp${randomBytes(4).toString('hex')}`;
 
+/** One host link by name; null when there is none. */
 export async function hostLink(name: string): Promise<Link | null> {
-  return (await listLinks(null)).find((l) => l.name === name) ?? null;
+  try {
+    return (await listLinks(null, name))[0] ?? null;
+  } catch (err) {
+    if (err instanceof IpError && err.noDevice) return null;
+    throw err;
+  }
 }
 
 export interface PodConfig {
@@ -57,7 +63,7 @@ export function routeCommands(ifname: string, ipam: Result): string[][] {
   return ipam.routes.map((r) => {
     const family = parseCidr(r.dst)?.family ?? 4;
     const gw = r.gw ?? gateways.get(family);
-    const cmd = [`-${family}`, 'route', 'add', r.dst];
+    const cmd = ['route', 'add', r.dst];
     if (gw) cmd.push('via', gw);
     cmd.push('dev', ifname);
     if (r.priority !== undefined) cmd.push('metric', String(r.priority));
@@ -96,8 +102,8 @@ export async function moveIntoPod(c: PodConfig): Promise<void> {
 export interface ReturnRequest {
   /** Where the pod's netns was; null or gone means look in the host. */
   readonly netns: string | null;
-  readonly containerId: string;
-  readonly ifname: string;
+  /** attachmentHash() of the attachment whose netdev this is. */
+  readonly hash: string;
   /** Alias to restore in the host. */
   readonly alias: string;
 }
@@ -137,8 +143,8 @@ async function sendHome(netns: string, link: Link, original: string, alias: stri
 
 function findMarked(links: readonly Link[], r: ReturnRequest): { link: Link; original: string } | null {
   for (const link of links) {
-    const original = originalNameFromMark(link.alias, r.containerId, r.ifname);
-    if (original) return { link, original };
+    const mark = parseMark(link.alias);
+    if (mark?.hash === r.hash) return { link, original: mark.original };
   }
   return null;
 }

@@ -119,8 +119,9 @@ function toLink(raw: unknown): Link {
   };
 }
 
-export async function listLinks(netns: Netns): Promise<Link[]> {
-  return (await ipJson(netns, ['link', 'show'])).map(toLink);
+/** Every link of the netns, or just the one named `dev` (IpError with noDevice when it is missing). */
+export async function listLinks(netns: Netns, dev?: string): Promise<Link[]> {
+  return (await ipJson(netns, dev ? ['link', 'show', 'dev', dev] : ['link', 'show'])).map(toLink);
 }
 
 export interface Address {

@@ -1,0 +1,228 @@
+/**
+ * ADD: validate → resolve the device → lock the VF → record the state → IPAM → netdev into the
+ * pod → port into br-int → representor up → wait for ovn-installed → result. Each step is written
+ * to the state file before it touches the host; a failure undoes the steps begun, in reverse.
+ */
+import { acquireLock } from '../host/lock.js';
+import { ip, isNetworkNamespace, type Link } from '../host/netns.js';
+import type { VdpaEndpoint } from '../host/snapshot.js';
+import { listStates, removeState, writeState, type AttachmentState, type Step } from '../host/state.js';
+import { ipamCall, LOCK_TIMEOUT_MS, type CallContext } from './context.js';
+import { CniError, ErrorCode, toCniError } from './errors.js';
+import { ipamAdd } from './ipam.js';
+import { expandIfaceId } from './netconf.js';
+import { hostLink, markFor, moveIntoPod } from './netdev.js';
+import { openSwitch, type Switch } from './port.js';
+import { resolveDevice } from './resolve.js';
+import { EMPTY_RESULT, type Result, type ResultInterface } from './result.js';
+import { testPause } from './testhook.js';
+import { undoAttachment } from './undo.js';
+
+/** The state file, kept current as steps begin. */
+class Journal {
+  constructor(
+    private readonly stateDir: string,
+    public state: AttachmentState,
+  ) {
+    writeState(stateDir, state);
+  }
+
+  async step<T>(step: Step, fn: () => Promise<T>): Promise<T> {
+    this.state = { ...this.state, steps: [...this.state.steps, step] };
+    writeState(this.stateDir, this.state);
+    await testPause(`before:${step}`);
+    const out = await fn();
+    await testPause(`after:${step}`);
+    return out;
+  }
+}
+
+/** Locks the VF for the rest of the call; a busy VF past the timeout is "try again later". */
+export async function lockVf(ctx: CallContext, pciAddress: string) {
+  try {
+    return await acquireLock(pciAddress, {
+      scope: ctx.paths.stateDir,
+      timeoutMs: LOCK_TIMEOUT_MS,
+      onWait: (holder) => ctx.log.info('VF is busy; waiting for its lock', { pciAddress, holderPid: holder }),
+    });
+  } catch (err) {
+    throw new CniError(ErrorCode.TryAgainLater, `VF ${pciAddress}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The device plugin hands a VF to a new pod once the old pod is gone, and the old pod's DEL may
+ * not have run yet (or ever). Undo whatever an older attachment left on this VF first; its own
+ * DEL, when it comes, then finds nothing of it and releases only its IPAM lease.
+ */
+async function reclaimVf(ctx: CallContext, pciAddress: string): Promise<void> {
+  const { states, errors } = listStates(ctx.paths.stateDir);
+  for (const e of errors) ctx.log.warn('unreadable attachment state', { error: e });
+  for (const old of states.filter((s) => s.pciAddress === pciAddress)) {
+    ctx.log.warn('VF is still recorded for an earlier attachment; undoing it first', {
+      pciAddress,
+      previousContainerID: old.containerId,
+      previousIfname: old.ifname,
+    });
+    await undoAttachment(old, { ipam: null, log: ctx.log });
+    removeState(ctx.paths.stateDir, old.containerId, old.ifname);
+  }
+}
+
+/** The pod-side netdev as it is in the host now; it must be there to be handed out. */
+async function readNetdev(ep: VdpaEndpoint): Promise<Link | null> {
+  if (!ep.netdev) return null;
+  const link = await hostLink(ep.netdev);
+  if (!link) {
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `virtio netdev ${ep.netdev} of ${ep.pciAddress} is not in the host network namespace`,
+      'another pod may still hold it',
+    );
+  }
+  return link;
+}
+
+function buildResult(
+  ctx: CallContext,
+  ep: VdpaEndpoint,
+  ipam: Result,
+  pod: { mac: string | null; mtu: number | null },
+  rep: Link | null,
+): Result {
+  const prev = ctx.conf.prevResult ?? EMPTY_RESULT;
+  const interfaces: ResultInterface[] = [...prev.interfaces];
+  if (rep) interfaces.push({ name: rep.name, mac: rep.mac, mtu: ctx.conf.mtu ?? rep.mtu });
+  const podIndex = interfaces.length;
+  interfaces.push({
+    name: ctx.env.ifname,
+    ...(pod.mac ? { mac: pod.mac } : {}),
+    ...(pod.mtu ? { mtu: pod.mtu } : {}),
+    sandbox: ctx.env.netns,
+    pciID: ep.pciAddress,
+  });
+  return {
+    interfaces,
+    ips: [...prev.ips, ...ipam.ips.map((a) => ({ ...a, interface: podIndex }))],
+    routes: [...prev.routes, ...ipam.routes],
+    dns: ipam.dns.nameservers?.length || ipam.dns.domain ? ipam.dns : prev.dns,
+  };
+}
+
+async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null): Promise<Result> {
+  const { env, conf, log } = ctx;
+  const plugging = conf.bridge !== '';
+  const ipam = ipamCall(ctx);
+  const [netdev, rep] = await Promise.all([readNetdev(ep), plugging && ep.representor ? hostLink(ep.representor) : null]);
+  if (plugging && !rep) {
+    throw new CniError(ErrorCode.InvalidConfig, `representor ${ep.representor} of ${ep.pciAddress} is not in the host network namespace`);
+  }
+  const mac = conf.mac ?? netdev?.mac ?? null;
+  const journal = new Journal(ctx.paths.stateDir, {
+    containerId: env.containerId,
+    ifname: env.ifname,
+    netns: env.netns,
+    pciAddress: ep.pciAddress,
+    driver: ep.driver,
+    netdev: ep.netdev,
+    netdevAlias: netdev?.alias ?? '',
+    mark: ep.netdev ? markFor(env.containerId, env.ifname, ep.netdev) : '',
+    representor: plugging ? ep.representor : null,
+    bridge: conf.bridge,
+    ovsdb: conf.ovsdb,
+    ifaceId,
+    steps: [],
+    createdAt: new Date().toISOString(),
+  });
+  // OVSDB connects while IPAM runs: both are waits on other processes.
+  const switchOpening: Promise<Switch | null> = plugging ? openSwitch(conf.ovsdb) : Promise.resolve(null);
+  switchOpening.catch(() => undefined);
+  let sw: Switch | null = null;
+  try {
+    const ipamResult = ipam ? await journal.step('ipam', () => ipamAdd(ipam)) : EMPTY_RESULT;
+    if (netdev && ep.netdev) {
+      const name = ep.netdev;
+      await journal.step('netdev', () =>
+        moveIntoPod({ netdev: name, netns: env.netns, ifname: env.ifname, mark: journal.state.mark, mac, mtu: conf.mtu, ipam: ipamResult }),
+      );
+      log.info('moved netdev into the pod', { netdev: name, ifname: env.ifname });
+    }
+    if (rep && ifaceId) {
+      sw = await switchOpening;
+      const s = sw!;
+      await journal.step('port', () =>
+        s.plug({
+          bridge: conf.bridge,
+          port: rep.name,
+          ifaceId,
+          containerId: env.containerId,
+          ifname: env.ifname,
+          podUid: env.args.podUid,
+          mac,
+          ips: ipamResult.ips.map((a) => a.address),
+          vfNetdev: ep.netdev,
+          pciAddress: ep.pciAddress,
+        }),
+      );
+      // Watch from now on, so the time spent on the representor overlaps OVN's work.
+      const installed = conf.ovn.waitInstalled ? s.waitInstalled(rep.name, ifaceId, conf.ovn.timeoutMs) : null;
+      installed?.catch(() => undefined);
+      await journal.step('representor', () =>
+        ip(null, [['link', 'set', 'dev', rep.name, ...(conf.mtu ? ['mtu', String(conf.mtu)] : []), 'up']]),
+      );
+      log.info('plugged representor', { bridge: conf.bridge, port: rep.name, ifaceId });
+      if (installed) {
+        await installed;
+        log.info('OVN installed the port', { port: rep.name, ifaceId });
+      }
+    }
+    return buildResult(ctx, ep, ipamResult, { mac, mtu: conf.mtu ?? netdev?.mtu ?? null }, rep);
+  } catch (err) {
+    await rollback(ctx, journal.state, err);
+    throw err;
+  } finally {
+    (sw ?? (await switchOpening.catch(() => null)))?.close();
+  }
+}
+
+/** Undo the steps begun; the state file stays when that fails, so DEL can finish the job. */
+async function rollback(ctx: CallContext, state: AttachmentState, cause: unknown): Promise<void> {
+  ctx.log.error('ADD failed; undoing what it did', { error: cause, steps: state.steps });
+  try {
+    await undoAttachment(state, { ipam: ipamCall(ctx), log: ctx.log });
+    removeState(ctx.paths.stateDir, state.containerId, state.ifname);
+  } catch (err) {
+    const c = toCniError(cause);
+    const incomplete = `rollback incomplete, DEL will retry: ${(err as Error).message}`;
+    throw new CniError(c.code, c.message, c.details ? `${c.details}; ${incomplete}` : incomplete);
+  }
+}
+
+export async function cmdAdd(ctx: CallContext): Promise<Result> {
+  const { env, conf, log } = ctx;
+  if (!isNetworkNamespace(env.netns)) {
+    throw new CniError(ErrorCode.InvalidEnv, `CNI_NETNS: ${env.netns} is not a network namespace`);
+  }
+  const plugging = conf.bridge !== '';
+  const ifaceId = plugging ? expandIfaceId(conf, env) : null;
+  const { endpoint: ep, source } = resolveDevice(
+    { deviceId: conf.deviceId, deviceInfoFile: conf.deviceInfoFile, needRepresentor: plugging },
+    ctx.paths,
+    log,
+  );
+  log.info('resolved device', {
+    source,
+    pciAddress: ep.pciAddress,
+    vdpa: ep.vdpaDevice,
+    driver: ep.driver,
+    netdev: ep.netdev,
+    representor: ep.representor,
+  });
+  const lock = await lockVf(ctx, ep.pciAddress);
+  try {
+    await reclaimVf(ctx, ep.pciAddress);
+    return await attach(ctx, ep, ifaceId);
+  } finally {
+    await lock.release();
+  }
+}

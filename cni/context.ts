@@ -1,0 +1,22 @@
+import type { Logger } from '../host/log.js';
+import type { HostPaths } from '../host/paths.js';
+import type { IpamCall } from './ipam.js';
+import type { CniEnv, NetConf } from './netconf.js';
+
+/** Everything one CNI call knows before it touches the host. */
+export interface CallContext {
+  readonly env: CniEnv;
+  readonly conf: NetConf;
+  /** The network config exactly as received (IPAM gets it unchanged). */
+  readonly stdin: string;
+  readonly paths: HostPaths;
+  readonly log: Logger;
+}
+
+/** The IPAM call for this request, or null when the config has no IPAM. */
+export function ipamCall(ctx: CallContext): IpamCall | null {
+  return ctx.conf.ipamType ? { type: ctx.conf.ipamType, env: ctx.env, stdin: ctx.stdin } : null;
+}
+
+/** How long a call waits for another call to release the VF it wants. */
+export const LOCK_TIMEOUT_MS = 60_000;
