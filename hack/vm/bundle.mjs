@@ -1,0 +1,35 @@
+// Bundles the guest suites (test/vm/guest/*.vm.ts) for node in the testbed guest, the way
+// test/run.mjs bundles host suites. Output: <outdir>/test/vm/guest/<name>.vm.mjs.
+//   node hack/vm/bundle.mjs <outdir>
+import { build } from 'esbuild';
+import { readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const outdir = process.argv[2];
+if (!outdir) {
+  console.error('usage: node hack/vm/bundle.mjs <outdir>');
+  process.exit(2);
+}
+const guestDir = join(root, 'test', 'vm', 'guest');
+const suites = readdirSync(guestDir)
+  .filter((f) => f.endsWith('.vm.ts'))
+  .map((f) => join(guestDir, f));
+if (!suites.length) {
+  console.error(`bundle: no *.vm.ts suites in ${guestDir}`);
+  process.exit(1);
+}
+await build({
+  entryPoints: suites,
+  outdir: resolve(outdir),
+  outbase: root,
+  outExtension: { '.js': '.mjs' },
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  packages: 'external',
+  sourcemap: 'inline',
+  logLevel: 'warning',
+});

@@ -1,0 +1,60 @@
+#!/bin/bash
+# PID 1 of the testbed guest, started by the initramfs on an overlay of the host's /.
+# Loads the vDPA, netdevsim and OVS modules of the booted kernel, runs every bundled guest suite
+# with node, and writes each suite's output and exit code to the results share (9p tag
+# "results"), then powers off. Parameters come from the kernel command line:
+#   vdpatb.modules=<dir holding lib/modules/<release>>  vdpatb.suites=<dir of *.mjs suites>
+#   vdpatb.timeout=<seconds per suite>
+set -uo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+umask 022
+
+param() {
+  local a
+  for a in $(</proc/cmdline); do
+    [[ $a == "vdpatb.$1="* ]] && echo "${a#*=}"
+  done
+}
+
+finish() {
+  dmesg >/results/dmesg.txt 2>/dev/null
+  sync
+  echo o >/proc/sysrq-trigger
+  sleep 30
+}
+trap finish EXIT
+
+# What the host had in these is stale or foreign here: sockets, pid files, temp files.
+mount -t tmpfs -o mode=0755 run /run
+mount -t tmpfs -o mode=1777 tmp /tmp
+mkdir -p /dev/pts /dev/shm /results
+mount -t devpts devpts /dev/pts
+mount -t tmpfs shm /dev/shm
+mount -t 9p -o trans=virtio,version=9p2000.L results /results || {
+  echo "guest: cannot mount the results share" >&2
+  exit 1
+}
+hostname vdpa-testbed
+ip link set lo up
+
+release=$(uname -r)
+mkdir -p "/lib/modules/$release"
+mount --bind "$(param modules)/lib/modules/$release" "/lib/modules/$release"
+echo "$release" >/results/kernel
+if ! modprobe -a virtio_net vdpa virtio_vdpa vhost_vdpa vdpa_sim_net vp_vdpa netdevsim openvswitch; then
+  echo "guest: loading the kernel modules failed" >&2
+  exit 1
+fi
+
+suites=$(param suites)
+timeout=$(param timeout)
+export NO_COLOR=1 FORCE_COLOR=0 VDPA_TESTBED=1
+for suite in "$suites"/*.mjs; do
+  name=$(basename "$suite" .mjs)
+  echo "guest: === $name"
+  start=$EPOCHREALTIME
+  timeout --kill-after=10 "${timeout:-300}" node --enable-source-maps "$suite" </dev/null 2>&1 | tee "/results/$name.out"
+  echo "${PIPESTATUS[0]}" >"/results/$name.rc"
+  echo "guest: $name exited $(<"/results/$name.rc") after $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+done
+touch /results/done
