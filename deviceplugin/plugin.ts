@@ -26,8 +26,14 @@ import { buildPools, describeChanges, type Pool } from './pools.js';
 import { KUBELET_SOCKET, PoolServer, type RegistrationMode } from './server.js';
 import { Debounced, DirWatch, WatchSet } from './watch.js';
 
-/** The issue asks for "at least every 5 s"; events make most changes visible much sooner. */
-export const RESCAN_INTERVAL_MS = 5_000;
+/**
+ * Rescans run at least every 5 s; events make most changes visible much sooner. A scan blocks the
+ * event loop (tens of ms on a big node), so a periodic one waits while Allocate calls are being
+ * answered, up to the 5 s bound.
+ */
+const TICK_MS = 4_000;
+const MAX_DEFER_MS = 1_000;
+const BUSY_MS = 100;
 const NODE_EVENT_DEBOUNCE_MS = 30;
 const CONFIG_EVENT_DEBOUNCE_MS = 100;
 
@@ -74,6 +80,7 @@ export class Plugin {
   private readonly rescanSoon: Debounced;
   private readonly reloadSoon: Debounced;
   private tick: NodeJS.Timeout | null = null;
+  private lastAllocateAt = -Infinity;
   private stopped = false;
 
   private constructor(private readonly opts: PluginOptions) {
@@ -123,7 +130,16 @@ export class Plugin {
     this.rescan('start');
     this.socketWatch.set(this.mode === 'watcher' ? [flags.pluginsRegistryDir] : [flags.kubeletDir]);
     await this.reconcileServers();
-    this.tick = setInterval(() => void this.periodic(), RESCAN_INTERVAL_MS);
+    this.scheduleTick(TICK_MS, 0);
+  }
+
+  private scheduleTick(ms: number, deferred: number): void {
+    if (this.stopped) return;
+    this.tick = setTimeout(() => {
+      const busy = performance.now() - this.lastAllocateAt < BUSY_MS;
+      if (busy && deferred < MAX_DEFER_MS) this.scheduleTick(BUSY_MS, deferred + BUSY_MS);
+      else void this.periodic().finally(() => this.scheduleTick(TICK_MS, 0));
+    }, ms);
     this.tick.unref();
   }
 
@@ -133,6 +149,7 @@ export class Plugin {
   }
 
   private allocate(config: PoolConfig, request: AllocateRequest): AllocateResponse {
+    this.lastAllocateAt = performance.now();
     if (this.dirty) this.rescan('allocate after a node change');
     return allocate(this.pool(config), request, this.store);
   }
@@ -314,7 +331,7 @@ export class Plugin {
   /** Stops every server and removes its socket. DeviceInfo files stay: pods may still use them. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.tick) clearInterval(this.tick);
+    if (this.tick) clearTimeout(this.tick);
     this.rescanSoon.cancel();
     this.reloadSoon.cancel();
     this.socketWatch.close();

@@ -238,20 +238,24 @@ export class PoolServer {
       allocate: (call, cb) => {
         const done = metrics.allocateSeconds.startTimer({ resource });
         const ids = call.request.containerRequests.map((c) => c.devicesIds);
-        try {
-          const response = this.opts.allocate(call.request);
-          metrics.allocations.inc({ resource, result: 'ok' });
-          metrics.allocatedDevices.inc({ resource }, ids.flat().length);
-          this.log.info('allocated', { containers: ids });
-          cb(null, response);
-        } catch (err) {
-          const code = err instanceof AllocateError ? err.code : grpc.status.INTERNAL;
-          metrics.allocations.inc({ resource, result: grpc.status[code] });
-          this.log.warn('allocate refused', { containers: ids, error: err });
-          cb({ code, details: (err as Error).message });
-        } finally {
-          done();
-        }
+        // One loop turn first, so that node events queued before this call (a vDPA device rebound
+        // a moment ago) have been seen and the answer reflects the node as it is now.
+        setImmediate(() => {
+          try {
+            const response = this.opts.allocate(call.request);
+            metrics.allocations.inc({ resource, result: 'ok' });
+            metrics.allocatedDevices.inc({ resource }, ids.flat().length);
+            this.log.info('allocated', { containers: ids });
+            cb(null, response);
+          } catch (err) {
+            const code = err instanceof AllocateError ? err.code : grpc.status.INTERNAL;
+            metrics.allocations.inc({ resource, result: grpc.status[code] });
+            this.log.warn('allocate refused', { containers: ids, error: err });
+            cb({ code, details: (err as Error).message });
+          } finally {
+            done();
+          }
+        });
       },
       preStartContainer: (_call, cb) => cb(null, {}),
     };

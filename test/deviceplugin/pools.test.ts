@@ -91,7 +91,6 @@ const health = (p: Pool) => Object.fromEntries([...p.devices.values()].map((d) =
 const v2 = vf('0000:65:00.2', PF_A, 0);
 const v3 = vf('0000:65:00.3', PF_A, 1);
 const v4 = vf('0000:65:00.4', PF_A, 2);
-const v5 = vf('0000:65:00.5', PF_A, 3);
 const b2 = vf('0000:b3:00.2', PF_B, 0);
 
 test('devices join the pool whose selector matches their vDPA type; the first matching pool claims a device', () => {

@@ -1,0 +1,126 @@
+/**
+ * Runs the built vdpa-device-plugin as a process, the way a DaemonSet would: flags pointing at a
+ * fixture node, a config file and a DeviceInfo directory in a temporary workspace, JSON logs read
+ * back from stderr.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { until } from '../support/kubelet.js';
+import { DP_BIN } from '../support/paths.js';
+
+export interface LogLine {
+  readonly level: string;
+  readonly msg: string;
+  readonly [field: string]: unknown;
+}
+
+/** A config file and a DeviceInfo directory that outlive one plugin process. */
+export class Workspace {
+  readonly dir = mkdtempSync(join(tmpdir(), 'vdpa-dp-'));
+  readonly configPath = join(this.dir, 'config.json');
+  readonly devinfoDir = join(this.dir, 'devinfo');
+
+  /** An object is written as JSON, a string as it is; replaced by a rename, as editors and kubectl do. */
+  writeConfig(config: unknown): void {
+    const tmp = `${this.configPath}.tmp`;
+    writeFileSync(tmp, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
+    renameSync(tmp, this.configPath);
+  }
+
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface PluginRunOptions {
+  readonly ws: Workspace;
+  readonly sysfsRoot: string;
+  readonly devRoot: string;
+  readonly kubeletDir: string;
+  readonly registryDir?: string;
+  readonly registration?: 'auto' | 'kubelet' | 'watcher';
+  /** Serve metrics on an ephemeral port (see metricsUrl). Default off. */
+  readonly metrics?: boolean;
+  readonly args?: readonly string[];
+}
+
+export class PluginProcess {
+  readonly logs: LogLine[] = [];
+  stderr = '';
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private readonly proc: ChildProcess;
+
+  private constructor(readonly args: readonly string[]) {
+    this.proc = spawn(DP_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let partial = '';
+    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stderr += chunk;
+      partial += chunk;
+      const lines = partial.split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) {
+        try {
+          this.logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          this.logs.push({ level: 'raw', msg: line });
+        }
+      }
+      if (process.env.DP_TEST_LOGS) process.stderr.write(chunk);
+    });
+    this.proc.stdout!.resume();
+    this.exit = new Promise((resolve) => this.proc.on('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  static start(o: PluginRunOptions): PluginProcess {
+    return PluginProcess.run([
+      '--config', o.ws.configPath,
+      '--kubelet-dir', o.kubeletDir,
+      '--plugins-registry-dir', o.registryDir ?? join(o.ws.dir, 'no-plugins-registry'),
+      '--registration', o.registration ?? 'auto',
+      '--devinfo-dir', o.ws.devinfoDir,
+      '--sysfs-root', o.sysfsRoot,
+      '--dev-root', o.devRoot,
+      '--metrics-addr', o.metrics ? '127.0.0.1:0' : '',
+      ...(o.args ?? []),
+    ]);
+  }
+
+  /** The binary with exactly these arguments. */
+  static run(args: readonly string[]): PluginProcess {
+    return new PluginProcess(args);
+  }
+
+  get pid(): number {
+    return this.proc.pid!;
+  }
+
+  waitForLog(match: (l: LogLine) => boolean, timeoutMs = 10_000, what = 'a log line'): Promise<LogLine> {
+    return until(() => this.logs.find(match), timeoutMs, `${what}; stderr so far:\n${this.stderr}`);
+  }
+
+  /** Log lines after the n-th one that match. */
+  logsSince(n: number, match: (l: LogLine) => boolean): LogLine[] {
+    return this.logs.slice(n).filter(match);
+  }
+
+  async metricsUrl(): Promise<string> {
+    const line = await this.waitForLog((l) => l.msg === 'serving metrics', 10_000, 'the metrics endpoint');
+    return `http://${String(line.addr)}/metrics`;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.proc.kill(sig);
+  }
+
+  async stop(sig: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(sig);
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
+    try {
+      return await this.exit;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
