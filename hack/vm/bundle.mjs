@@ -1,23 +1,23 @@
 // Bundles the guest suites (test/vm/guest/*.vm.ts) for node in the testbed guest, the way
 // test/run.mjs bundles host suites. Output: <outdir>/test/vm/guest/<name>.vm.mjs.
-//   node hack/vm/bundle.mjs <outdir>
+//   node hack/vm/bundle.mjs <outdir> [substring…]   only the suites whose name contains one
 import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const outdir = process.argv[2];
+const [outdir, ...filters] = process.argv.slice(2);
 if (!outdir) {
   console.error('usage: node hack/vm/bundle.mjs <outdir>');
   process.exit(2);
 }
 const guestDir = join(root, 'test', 'vm', 'guest');
 const suites = readdirSync(guestDir)
-  .filter((f) => f.endsWith('.vm.ts'))
+  .filter((f) => f.endsWith('.vm.ts') && (!filters.length || filters.some((s) => f.includes(s))))
   .map((f) => join(guestDir, f));
 if (!suites.length) {
-  console.error(`bundle: no *.vm.ts suites in ${guestDir}`);
+  console.error(`bundle: no *.vm.ts suites in ${guestDir}${filters.length ? ` match ${filters.join(', ')}` : ''}`);
   process.exit(1);
 }
 await build({

@@ -3,7 +3,7 @@
 # guest suites (test/vm/guest/*.vm.ts), boots qemu (TCG) with the host's / as the guest's root,
 # and reports what the guest suites reported.
 #
-#   hack/vm/run.sh [results dir]
+#   hack/vm/run.sh [results dir [suite name substring…]]
 #
 # The results directory (new or empty; default: one under $VDPA_VM_WORKDIR/runs) receives per guest
 # suite <name>.out and <name>.rc, plus console.log, dmesg.txt, kernel, and "done" once the guest
@@ -28,7 +28,7 @@ log "kernel $KREL ready in $(since "$t0") s"
 # The guest reads the bundles through the host's /; next to the repo so node_modules resolve.
 bundle=$VM_REPO/.test-build/vm-$$
 trap 'rm -rf "$bundle"' EXIT
-node "$VM_REPO/hack/vm/bundle.mjs" "$bundle"
+node "$VM_REPO/hack/vm/bundle.mjs" "$bundle" "${@:2}"
 
 # vp_vdpa functions: virtio-net-pci devices on one qemu hub, so traffic sent through one
 # reaches the others and never leaves qemu.
