@@ -2,7 +2,7 @@
 // (sea-config + postject): the binaries run on nodes that have no Node.js installed.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -42,15 +42,18 @@ function seal(target, bundleFile) {
     JSON.stringify({ main: bundleFile, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }),
   );
   execFileSync(process.execPath, ['--experimental-sea-config', config], { stdio: 'pipe' });
-  rmSync(bin, { force: true });
-  copyFileSync(process.execPath, bin);
-  chmodSync(bin, 0o755);
+  // Built beside the target and renamed over it: suites running the old binary meanwhile never
+  // exec a half-written file or a plain node that has not had the blob injected yet.
+  const tmp = `${bin}.${process.pid}.tmp`;
+  copyFileSync(process.execPath, tmp);
+  chmodSync(tmp, 0o755);
   // postject warns "Can't find string offset" on stock node binaries; the injection still works.
   execFileSync(
     process.execPath,
-    [join(root, 'node_modules', 'postject', 'dist', 'cli.js'), bin, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', FUSE],
+    [join(root, 'node_modules', 'postject', 'dist', 'cli.js'), tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', FUSE],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  renameSync(tmp, bin);
   rmSync(blob);
   rmSync(config);
 }
