@@ -9,7 +9,7 @@ import type { VdpaEndpoint } from '../host/snapshot.js';
 import { listStates, removeState, writeState, type AttachmentState, type Step } from '../host/state.js';
 import { ipamCall, LOCK_TIMEOUT_MS, type CallContext } from './context.js';
 import { CniError, ErrorCode, toCniError } from './errors.js';
-import { ipamAdd } from './ipam.js';
+import { ipamAdd, ipamPlugin } from './ipam.js';
 import { expandIfaceId } from './netconf.js';
 import { hostLink, markFor, moveIntoPod } from './netdev.js';
 import { openSwitch, type Switch } from './port.js';
@@ -34,6 +34,12 @@ class Journal {
     const out = await fn();
     await testPause(`after:${step}`);
     return out;
+  }
+
+  /** Drops a step whose own failure left nothing to undo. */
+  forget(step: Step): void {
+    this.state = { ...this.state, steps: this.state.steps.filter((s) => s !== step) };
+    writeState(this.stateDir, this.state);
   }
 }
 
@@ -139,7 +145,15 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
   switchOpening.catch(() => undefined);
   let sw: Switch | null = null;
   try {
-    const ipamResult = ipam ? await journal.step('ipam', () => ipamAdd(ipam)) : EMPTY_RESULT;
+    // An IPAM plugin whose ADD fails has released what it took (its side of the contract).
+    const ipamResult = ipam
+      ? await journal.step('ipam', () =>
+          ipamAdd(ipam).catch((err: unknown) => {
+            journal.forget('ipam');
+            throw err;
+          }),
+        )
+      : EMPTY_RESULT;
     if (netdev && ep.netdev) {
       const name = ep.netdev;
       await journal.step('netdev', () =>
@@ -205,6 +219,8 @@ export async function cmdAdd(ctx: CallContext): Promise<Result> {
   }
   const plugging = conf.bridge !== '';
   const ifaceId = plugging ? expandIfaceId(conf, env) : null;
+  const ipam = ipamCall(ctx);
+  if (ipam) ipamPlugin(ipam);
   const { endpoint: ep, source } = resolveDevice(
     { deviceId: conf.deviceId, deviceInfoFile: conf.deviceInfoFile, needRepresentor: plugging },
     ctx.paths,

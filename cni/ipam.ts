@@ -17,6 +17,9 @@ export interface IpamCall {
   readonly stdin: string;
 }
 
+/** The plugin's executable; ADD calls this before touching the host. */
+export const ipamPlugin = (call: IpamCall): string => findPlugin(call.type, call.env.path);
+
 function findPlugin(type: string, path: readonly string[]): string {
   if (path.length === 0) throw new CniError(ErrorCode.InvalidEnv, `CNI_PATH: required to find the IPAM plugin "${type}"`);
   for (const dir of path) {

@@ -3,7 +3,7 @@
  * for the VF's virtio netdev (moves into the pod) and its representor (stays in the host, goes
  * into br-int), named in a fixture sysfs tree. Everything created carries a per-run prefix.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -223,10 +223,17 @@ if (cmd === 'ADD') {
   };
 }
 
+/**
+ * Host links this run could have touched: its own, the host's eth0, and anything named or marked
+ * by vdpa-cni. Other suites create and remove links concurrently, so the rest is not compared.
+ */
+export const ownLinks = (): LinkView[] =>
+  links(null).filter((l) => l.name.startsWith(RUN) || l.name === 'eth0' || l.name.startsWith('vdpatmp') || l.alias.startsWith('vdpa-cni/'));
+
 /** What a bad call must not change: links and their aliases, netns contents, state files. */
 export function hostView(b: Bed, namespaces: string[]): string {
   const view = {
-    host: links(null)
+    host: ownLinks()
       .map((l) => `${l.name} ${l.alias} ${l.mtu} ${l.up}`)
       .sort(),
     pods: namespaces.map((n) => links(n).map((l) => `${l.name} ${l.alias}`)),
@@ -239,4 +246,29 @@ export function hostView(b: Bed, namespaces: string[]): string {
     })(),
   };
   return JSON.stringify(view, null, 1);
+}
+
+/** Starts the binary and resolves `paused` when it reports the VDPA_CNI_TEST_PAUSE point. */
+export function startCni(b: Bed, command: string, conf: object, c: CallArgs): { child: ChildProcess; paused: Promise<void> } {
+  const env = b.env({
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: c.containerId,
+    CNI_NETNS: nsPath(c.netns ?? ''),
+    CNI_IFNAME: c.ifname ?? 'net1',
+    CNI_PATH: c.path ?? '/usr/lib/cni',
+    CNI_ARGS: c.args ?? 'IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod',
+    ...c.env,
+  });
+  const child = spawn(CNI_BIN, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.end(JSON.stringify(conf));
+  let err = '';
+  const paused = new Promise<void>((resolve, reject) => {
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      if (err.includes('"testPause"')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code} before pausing: ${err}`)));
+  });
+  paused.catch(() => undefined);
+  return { child, paused };
 }
