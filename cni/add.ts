@@ -12,7 +12,9 @@ import { CniError, ErrorCode, toCniError } from './errors.js';
 import { ipamAdd, ipamPlugin } from './ipam.js';
 import { expandIfaceId } from './netconf.js';
 import { hostLink, markFor, moveIntoPod } from './netdev.js';
-import { openSwitch, type Switch } from './port.js';
+import type { OvsdbClient } from '../host/ovsdb.js';
+import { connectOvs, plug, unplug, waitForOvn } from './port.js';
+import { findOwnedPorts } from '../host/ovs.js';
 import { resolveDevice } from './resolve.js';
 import { EMPTY_RESULT, type Result, type ResultInterface } from './result.js';
 import { testPause } from './testhook.js';
@@ -72,6 +74,23 @@ async function reclaimVf(ctx: CallContext, pciAddress: string): Promise<void> {
     });
     await undoAttachment(old, { ipam: null, log: ctx.log });
     removeState(ctx.paths.stateDir, old.containerId, old.ifname);
+  }
+}
+
+/**
+ * A port of ours on this representor that belongs to an attachment with no state left (its DEL
+ * ran while OVS was down) is a leftover: reclaimVf has already undone every live attachment on
+ * this VF, so nothing else can own it. A port that is not ours stays, and plugging refuses it.
+ */
+async function removeLeftoverPort(ctx: CallContext, client: OvsdbClient, rep: string): Promise<void> {
+  const mine = (p: { sandbox?: string; podIfName?: string }) => p.sandbox === ctx.env.containerId && p.podIfName === ctx.env.ifname;
+  for (const port of (await findOwnedPorts(client)).filter((p) => p.name === rep && !mine(p))) {
+    ctx.log.warn('removing a leftover port of an attachment that no longer exists', {
+      port: port.name,
+      previousContainerID: port.sandbox,
+      previousIfname: port.podIfName,
+    });
+    await unplug(client, port);
   }
 }
 
@@ -141,9 +160,8 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
     createdAt: new Date().toISOString(),
   });
   // OVSDB connects while IPAM runs: both are waits on other processes.
-  const switchOpening: Promise<Switch | null> = plugging ? openSwitch(conf.ovsdb) : Promise.resolve(null);
-  switchOpening.catch(() => undefined);
-  let sw: Switch | null = null;
+  const connecting: Promise<OvsdbClient | null> = plugging ? connectOvs(conf.ovsdb) : Promise.resolve(null);
+  connecting.catch(() => undefined);
   try {
     // An IPAM plugin whose ADD fails has released what it took (its side of the contract).
     const ipamResult = ipam
@@ -161,25 +179,24 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
       );
       log.info('moved netdev into the pod', { netdev: name, ifname: env.ifname });
     }
-    if (rep && ifaceId) {
-      sw = await switchOpening;
-      const s = sw!;
+    const client = await connecting;
+    if (rep && ifaceId && client) {
+      await removeLeftoverPort(ctx, client, rep.name);
       await journal.step('port', () =>
-        s.plug({
+        plug(client, {
           bridge: conf.bridge,
           port: rep.name,
           ifaceId,
-          containerId: env.containerId,
-          ifname: env.ifname,
+          sandbox: env.containerId,
+          podIfName: env.ifname,
           podUid: env.args.podUid,
           mac,
-          ips: ipamResult.ips.map((a) => a.address),
-          vfNetdev: ep.netdev,
-          pciAddress: ep.pciAddress,
+          ipAddresses: ipamResult.ips.map((a) => a.address),
+          vfNetdevName: ep.netdev,
         }),
       );
       // Watch from now on, so the time spent on the representor overlaps OVN's work.
-      const installed = conf.ovn.waitInstalled ? s.waitInstalled(rep.name, ifaceId, conf.ovn.timeoutMs) : null;
+      const installed = conf.ovn.waitInstalled ? waitForOvn(client, rep.name, ifaceId, conf.ovn.timeoutMs) : null;
       installed?.catch(() => undefined);
       await journal.step('representor', () =>
         ip(null, [['link', 'set', 'dev', rep.name, ...(conf.mtu ? ['mtu', String(conf.mtu)] : []), 'up']]),
@@ -195,7 +212,7 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
     await rollback(ctx, journal.state, err);
     throw err;
   } finally {
-    (sw ?? (await switchOpening.catch(() => null)))?.close();
+    (await connecting.catch(() => null))?.close();
   }
 }
 

@@ -10,7 +10,7 @@ import { CniError, ErrorCode } from './errors.js';
 import { canonicalIp, parseCidr } from './ip.js';
 import { ipamCheck } from './ipam.js';
 import { expandIfaceId } from './netconf.js';
-import { openSwitch, OvsUnavailableError } from './port.js';
+import { connectOvs, ownedPorts, OvsUnavailableError } from './port.js';
 import type { Result, ResultInterface } from './result.js';
 
 const mismatch = (msg: string): CniError => new CniError(ErrorCode.Internal, `CHECK: ${msg}`);
@@ -55,22 +55,22 @@ async function checkPort(ctx: CallContext, state: AttachmentState): Promise<void
   const { env, conf } = ctx;
   const expected = expandIfaceId(conf, env);
   if (state.ifaceId !== expected) throw mismatch(`iface-id was ${state.ifaceId}, the config now gives ${expected}`);
-  let sw;
+  let client;
   try {
-    sw = await openSwitch(conf.ovsdb);
+    client = await connectOvs(conf.ovsdb);
   } catch (err) {
     if (err instanceof OvsUnavailableError) throw mismatch(`OVSDB unreachable: ${err.message}`);
     throw err;
   }
   try {
-    const ports = await sw.ownedPorts({ containerId: env.containerId, ifname: env.ifname });
+    const ports = await ownedPorts(client, env);
     const port = ports.find((p) => p.name === state.representor);
     if (!port) throw mismatch(`representor ${state.representor} is not a port of ours in OVS`);
     if (port.bridge !== conf.bridge) throw mismatch(`port ${port.name} is on bridge ${port.bridge}, expected ${conf.bridge}`);
     if (port.ifaceId !== expected) throw mismatch(`port ${port.name} has iface-id ${port.ifaceId}, expected ${expected}`);
     if (conf.ovn.waitInstalled && !port.ovnInstalled) throw mismatch(`port ${port.name} is not ovn-installed`);
   } finally {
-    sw.close();
+    client.close();
   }
 }
 

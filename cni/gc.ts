@@ -10,7 +10,8 @@ import { ipamCall, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { ipamGc } from './ipam.js';
 import { attachmentHash, parseMark, returnNetdev } from './netdev.js';
-import { openSwitch, OvsUnavailableError } from './port.js';
+import { findOwnedPorts } from '../host/ovs.js';
+import { connectOvs, OvsUnavailableError } from './port.js';
 import { removeOwnedPort, undoAttachment } from './undo.js';
 
 export async function cmdGc(ctx: CallContext): Promise<void> {
@@ -36,15 +37,15 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
 
   if (conf.bridge) {
     try {
-      const sw = await openSwitch(conf.ovsdb);
+      const client = await connectOvs(conf.ovsdb);
       try {
-        for (const port of await sw.ownedPorts('all')) {
-          if (isValid(port.containerId, port.ifname)) continue;
-          log.info('collecting stale OVS port', { port: port.name, containerID: port.containerId, ifname: port.ifname });
-          await removeOwnedPort(sw, port, log);
+        for (const port of await findOwnedPorts(client)) {
+          if (port.sandbox !== undefined && port.podIfName !== undefined && isValid(port.sandbox, port.podIfName)) continue;
+          log.info('collecting stale OVS port', { port: port.name, containerID: port.sandbox, ifname: port.podIfName });
+          await removeOwnedPort(client, port, log);
         }
       } finally {
-        sw.close();
+        client.close();
       }
     } catch (err) {
       if (!(err instanceof OvsUnavailableError)) throw err;

@@ -1,39 +1,73 @@
-/** OVS side of an attachment (placeholder until host/ovs.ts lands). */
+/**
+ * The attachment's side of OVS, over the native OVSDB client (host/ovs.ts): one connection per
+ * call, ports found by the attachment that owns them (sandbox + pod-if-name), errors turned
+ * into CNI errors an operator can act on.
+ */
+import {
+  BridgeMissingError,
+  findOwnedPorts,
+  plugPort,
+  PortConflictError,
+  unplugPort,
+  waitInstalled,
+  type OwnedPort,
+  type PlugPortSpec,
+} from '../host/ovs.js';
+import { OvsdbClient } from '../host/ovsdb.js';
+import { CniError, ErrorCode } from './errors.js';
+
+export type { OwnedPort };
+
+/** OVSDB cannot be reached: DEL goes on without it, STATUS reports code 50. */
 export class OvsUnavailableError extends Error {
   override name = 'OvsUnavailableError';
 }
 
-export interface PortSpec {
-  readonly bridge: string;
-  readonly port: string;
-  readonly ifaceId: string;
+const CONNECT_TIMEOUT_MS = 3000;
+
+export async function connectOvs(ovsdb: string): Promise<OvsdbClient> {
+  try {
+    return await OvsdbClient.connect(ovsdb, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  } catch (err) {
+    throw new OvsUnavailableError((err as Error).message);
+  }
+}
+
+export interface Owner {
   readonly containerId: string;
   readonly ifname: string;
-  readonly podUid: string | null;
-  readonly mac: string | null;
-  readonly ips: readonly string[];
-  readonly vfNetdev: string | null;
-  readonly pciAddress: string;
 }
 
-export interface OwnedPort {
-  readonly name: string;
-  readonly bridge: string;
-  readonly containerId: string;
-  readonly ifname: string;
-  readonly ifaceId: string;
-  readonly ovnInstalled: boolean;
+export function ownedPorts(client: OvsdbClient, owner: Owner): Promise<OwnedPort[]> {
+  return findOwnedPorts(client, { sandbox: owner.containerId, podIfName: owner.ifname });
 }
 
-export interface Switch {
-  plug(spec: PortSpec): Promise<void>;
-  waitInstalled(port: string, ifaceId: string, timeoutMs: number): Promise<void>;
-  ownedPorts(filter: { containerId: string; ifname: string } | 'all'): Promise<OwnedPort[]>;
-  unplug(port: OwnedPort): Promise<void>;
-  status(bridge: string): Promise<{ bridgeExists: boolean; hwOffload: boolean }>;
-  close(): void;
+/** Removes a port of ours, and only while it still serves the attachment that owns it. */
+export async function unplug(client: OvsdbClient, port: OwnedPort): Promise<void> {
+  const owner = port.sandbox !== undefined && port.podIfName !== undefined ? { sandbox: port.sandbox, podIfName: port.podIfName } : undefined;
+  await unplugPort(client, { bridge: port.bridge, port: port.name, ...(owner ? { owner } : {}) });
 }
 
-export async function openSwitch(ovsdb: string): Promise<Switch> {
-  throw new OvsUnavailableError(`OVSDB client not available: ${ovsdb}`);
+export async function plug(client: OvsdbClient, spec: PlugPortSpec): Promise<void> {
+  try {
+    await plugPort(client, spec);
+  } catch (err) {
+    if (err instanceof PortConflictError) throw new CniError(ErrorCode.InvalidConfig, err.message);
+    if (err instanceof BridgeMissingError) {
+      throw new CniError(ErrorCode.TryAgainLater, err.message, 'is ovn-controller running, and is "bridge" right?');
+    }
+    throw err;
+  }
+}
+
+export async function waitForOvn(client: OvsdbClient, port: string, ifaceId: string, timeoutMs: number): Promise<void> {
+  try {
+    await waitInstalled(client, { iface: port, ifaceId, timeoutMs });
+  } catch (err) {
+    throw new CniError(
+      ErrorCode.TryAgainLater,
+      (err as Error).message,
+      `ovn-controller sets external_ids:ovn-installed once a Logical_Switch_Port named "${ifaceId}" is bound to this chassis`,
+    );
+  }
 }

@@ -2,7 +2,8 @@
 import { ipamCall, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { ipamStatus } from './ipam.js';
-import { openSwitch, OvsUnavailableError } from './port.js';
+import { ovsStatus } from '../host/ovs.js';
+import { connectOvs, OvsUnavailableError } from './port.js';
 
 export async function cmdStatus(ctx: CallContext): Promise<void> {
   const { conf, log } = ctx;
@@ -15,18 +16,18 @@ export async function cmdStatus(ctx: CallContext): Promise<void> {
     }
   }
   if (!conf.bridge) return;
-  let sw;
+  let client;
   try {
-    sw = await openSwitch(conf.ovsdb);
+    client = await connectOvs(conf.ovsdb);
   } catch (err) {
     if (!(err instanceof OvsUnavailableError)) throw err;
     throw new CniError(ErrorCode.NotAvailable, `OVSDB at ${conf.ovsdb} is unreachable`, err.message);
   }
   try {
-    const s = await sw.status(conf.bridge);
+    const s = await ovsStatus(client, conf.bridge);
     if (!s.bridgeExists) throw new CniError(ErrorCode.NotAvailable, `OVS bridge ${conf.bridge} does not exist`);
-    log.info('ready', { bridge: conf.bridge, hwOffload: s.hwOffload });
+    log.info('ready', { bridge: conf.bridge, hwOffload: s.hwOffload, tcPolicy: s.tcPolicy, ovsVersion: s.ovsVersion });
   } finally {
-    sw.close();
+    client.close();
   }
 }

@@ -9,7 +9,8 @@ import { ip, isNetworkNamespace } from '../host/netns.js';
 import type { AttachmentState } from '../host/state.js';
 import { ipamDel, type IpamCall } from './ipam.js';
 import { attachmentHash, returnNetdev } from './netdev.js';
-import { openSwitch, OvsUnavailableError, type OwnedPort, type Switch } from './port.js';
+import type { OvsdbClient } from '../host/ovsdb.js';
+import { connectOvs, ownedPorts, OvsUnavailableError, unplug, type OwnedPort } from './port.js';
 
 export interface UndoOptions {
   /** Release the IPAM lease too (DEL and ADD rollback; GC and reclaim leave it to IPAM GC / the pod's DEL). */
@@ -35,28 +36,26 @@ async function representorDown(name: string, log: Logger): Promise<void> {
 }
 
 /** Representor down before the port goes: the next pod may already have been given the VF. */
-export async function removeOwnedPort(sw: Switch, port: OwnedPort, log: Logger): Promise<void> {
+export async function removeOwnedPort(client: OvsdbClient, port: OwnedPort, log: Logger): Promise<void> {
   await representorDown(port.name, log);
-  await sw.unplug(port);
+  await unplug(client, port);
   log.info('removed OVS port', { bridge: port.bridge, port: port.name, ifaceId: port.ifaceId });
 }
 
 /** Removes the attachment's ports; OVS being down is not a failure: GC removes them later. */
 async function removePorts(state: AttachmentState, log: Logger): Promise<void> {
-  let sw: Switch;
+  let client: OvsdbClient;
   try {
-    sw = await openSwitch(state.ovsdb);
+    client = await connectOvs(state.ovsdb);
   } catch (err) {
     if (!(err instanceof OvsUnavailableError)) throw err;
     log.warn('OVSDB unreachable; leaving the port for GC', { ovsdb: state.ovsdb, error: err });
     return;
   }
   try {
-    for (const port of await sw.ownedPorts({ containerId: state.containerId, ifname: state.ifname })) {
-      await removeOwnedPort(sw, port, log);
-    }
+    for (const port of await ownedPorts(client, state)) await removeOwnedPort(client, port, log);
   } finally {
-    sw.close();
+    client.close();
   }
 }
 
