@@ -49,9 +49,13 @@ export function socketName(config: PoolConfig): string {
   return `${config.resourcePrefix}_${config.resourceName}.sock`;
 }
 
-function inode(path: string): number | null {
+/**
+ * A socket file's identity: inode and change time, since a deleted socket's inode number is often
+ * reused at once by the next one (a kubelet restarting quickly). null when there is no socket.
+ */
+function identity(path: string): string | null {
   const st = lstatSync(path, { throwIfNoEntry: false });
-  return st?.isSocket() ? st.ino : null;
+  return st?.isSocket() ? `${st.ino}/${st.ctimeMs}` : null;
 }
 
 type Stream = grpc.ServerWritableStream<Empty, ListAndWatchResponse>;
@@ -61,11 +65,13 @@ export class PoolServer {
   readonly socketPath: string;
   private readonly log: Logger;
   private server: grpc.Server | null = null;
-  private socketIno: number | null = null;
+  private socketId: string | null = null;
   /** Each open ListAndWatch stream and the list it was sent last. */
   private readonly streams = new Map<Stream, string>();
-  /** kubelet.sock's inode at the last successful Register: a new inode is a new kubelet. */
-  private registeredWith: number | null = null;
+  /** kubelet.sock's identity at the last successful Register: a new one is a new kubelet. */
+  private registeredWith: string | null = null;
+  /** kubelet.sock's identity at the last Register attempt. */
+  private attemptedWith: string | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryDelay = RETRY_MIN_MS;
   private queue: Promise<void> = Promise.resolve();
@@ -99,9 +105,9 @@ export class PoolServer {
    */
   check(): Promise<void> {
     return this.serialize(async () => {
-      if (inode(this.socketPath) !== this.socketIno || this.socketIno === null) {
+      if (identity(this.socketPath) !== this.socketId || this.socketId === null) {
         await this.serveAndRegister('socket missing or replaced');
-      } else if (this.opts.mode === 'kubelet' && this.registeredWith !== inode(this.kubeletSocket)) {
+      } else if (this.opts.mode === 'kubelet' && this.registeredWith !== identity(this.kubeletSocket)) {
         await this.register();
       }
     });
@@ -146,7 +152,7 @@ export class PoolServer {
       server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
     );
     this.server = server;
-    this.socketIno = inode(this.socketPath);
+    this.socketId = identity(this.socketPath);
     this.registeredWith = null;
     this.log.info('serving', { socket: this.socketPath, reason: why });
   }
@@ -157,14 +163,18 @@ export class PoolServer {
     this.streams.clear();
     this.server?.forceShutdown();
     this.server = null;
-    if (this.socketIno !== null && inode(this.socketPath) === this.socketIno) unlinkSync(this.socketPath);
-    this.socketIno = null;
+    if (this.socketId !== null && identity(this.socketPath) === this.socketId) unlinkSync(this.socketPath);
+    this.socketId = null;
   }
 
   private async register(): Promise<void> {
     this.clearRetry();
-    const kubeletIno = inode(this.kubeletSocket);
-    if (kubeletIno === null) {
+    const kubelet = identity(this.kubeletSocket);
+    // A new kubelet gets quick retries: it creates its socket a moment before it listens.
+    if (kubelet !== this.attemptedWith) this.retryDelay = RETRY_MIN_MS;
+    this.attemptedWith = kubelet;
+    if (kubelet === null) {
+      // Its creation is an event in the directory; the timer is only a fallback.
       this.log.info('waiting for the kubelet', { socket: this.kubeletSocket });
       this.retryLater();
       return;
@@ -180,7 +190,7 @@ export class PoolServer {
       await new Promise<void>((resolve, reject) =>
         client.register(request, new grpc.Metadata(), { deadline: Date.now() + REGISTER_TIMEOUT_MS }, (err) => (err ? reject(err) : resolve())),
       );
-      this.registeredWith = kubeletIno;
+      this.registeredWith = kubelet;
       this.retryDelay = RETRY_MIN_MS;
       this.opts.metrics.registrations.inc({ resource: this.resource, mode: 'kubelet', result: 'ok' });
       this.log.info('registered with the kubelet', { endpoint: request.endpoint });

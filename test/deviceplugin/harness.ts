@@ -4,11 +4,37 @@
  * back from stderr.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { until } from '../support/kubelet.js';
 import { DP_BIN } from '../support/paths.js';
+
+let binary: string | null = null;
+
+/**
+ * A private copy of the built binary: other suites running at the same time may rebuild
+ * build/out (the runner rewrites it in place), and a half-written binary must not be what runs.
+ */
+function pluginBinary(): string {
+  if (binary) return binary;
+  const lock = join(dirname(DP_BIN), '.building');
+  const dir = mkdtempSync(join(tmpdir(), 'vdpa-dp-bin-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const copy = join(dir, 'vdpa-device-plugin');
+  for (let attempt = 0; attempt < 600; attempt++) {
+    const before = statSync(DP_BIN, { throwIfNoEntry: false })?.mtimeMs;
+    if (before !== undefined && !existsSync(lock)) {
+      copyFileSync(DP_BIN, copy);
+      if (!existsSync(lock) && statSync(DP_BIN, { throwIfNoEntry: false })?.mtimeMs === before) {
+        chmodSync(copy, 0o755);
+        return (binary = copy);
+      }
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+  }
+  throw new Error(`${DP_BIN} stayed missing or mid-build for 5 minutes`);
+}
 
 export interface LogLine {
   readonly level: string;
@@ -53,7 +79,8 @@ export class PluginProcess {
   private readonly proc: ChildProcess;
 
   private constructor(readonly args: readonly string[]) {
-    this.proc = spawn(DP_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(pluginBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc.on('error', (err) => this.logs.push({ level: 'raw', msg: `spawn failed: ${err.message}` }));
     let partial = '';
     this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       this.stderr += chunk;

@@ -256,14 +256,16 @@ export class KubeletStandIn extends DevicePluginHost {
 
   /**
    * What a restarting kubelet does: stop serving, delete every socket in the directory
-   * (the plugins' included), then serve kubelet.sock again.
+   * (the plugins' included), then serve kubelet.sock again. `keepPluginSockets` leaves the
+   * plugins' sockets alone: only kubelet.sock is new.
    */
-  async restart(): Promise<void> {
+  async restart(opts: { keepPluginSockets?: boolean } = {}): Promise<void> {
     this.server?.forceShutdown();
     this.server = null;
     this.closeConnections();
     for (const name of readdirSync(this.dir)) {
       const p = join(this.dir, name);
+      if (opts.keepPluginSockets && name !== 'kubelet.sock') continue;
       if (lstatSync(p, { throwIfNoEntry: false })?.isSocket()) unlinkSync(p);
     }
     await this.serve();
@@ -310,18 +312,26 @@ export class PluginWatcherStandIn extends DevicePluginHost {
     for (const name of readdirSync(this.dir)) {
       const path = join(this.dir, name);
       const st = lstatSync(path, { throwIfNoEntry: false });
-      const key = `${path}#${st?.ino}`;
+      // Inode numbers are reused at once; with the change time a re-created socket is a new one.
+      const key = `${path}#${st?.ino}/${st?.ctimeMs}`;
       if (name.startsWith('.') || !st?.isSocket() || this.seen.has(key)) continue;
       this.seen.add(key);
-      void this.register(path);
+      void this.register(path, key);
     }
   }
 
-  private async register(socket: string): Promise<void> {
+  private async register(socket: string, key: string): Promise<void> {
     const client = new WatcherRegistrationClient(`unix://${socket}`, grpc.credentials.createInsecure());
     const at = performance.now();
     try {
-      const info = await unary(client.getInfo.bind(client), {});
+      let info: PluginInfo;
+      try {
+        info = await unary(client.getInfo.bind(client), {});
+      } catch (err) {
+        // Like the kubelet's reconciler: a socket that does not answer yet is tried again later.
+        this.seen.delete(key);
+        throw err;
+      }
       this.infos.set(socket, info);
       const refusal = info.type !== 'DevicePlugin' ? `unsupported plugin type ${info.type}` : this.verdict(info);
       if (!refusal) await this.connect(info.name, info.endpoint, at);
