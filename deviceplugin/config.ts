@@ -85,12 +85,23 @@ function asObject(v: unknown, path: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+/** Edit distance, to point at a typo ("vendor", "resourceNmae") instead of only refusing it. */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
 function checkKeys(obj: Record<string, unknown>, known: readonly string[], path: string): void {
   for (const key of Object.keys(obj)) {
     if (known.includes(key)) continue;
     const at = `${path}.${key}`;
     if (INCUMBENT_ONLY.includes(key)) fail(at, 'not supported for vDPA pools');
-    const near = known.find((k) => k.toLowerCase() === key.toLowerCase());
+    const near = known.find((k) => distance(k.toLowerCase(), key.toLowerCase()) <= 2);
     fail(at, near ? `unknown key; did you mean "${near}"?` : `unknown key (known: ${known.join(', ')})`);
   }
 }
