@@ -4,20 +4,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { OvsdbClient } from '../../host/ovsdb.js';
 import { plugPort, unplugPort, waitInstalled, type PlugPortSpec } from '../../host/ovs.js';
-import { BRIDGE, ensureOvn, ovsInterface, OvnRun, OVSDB_SOCK, ping, run, type Pod } from '../support/ovn.js';
+import { BRIDGE, ovnSuite, OVSDB_SOCK, ovsInterface, ping, type Pod, run } from '../support/ovn.js';
 
-const ovn = new OvnRun();
-let client: OvsdbClient;
+const suite = ovnSuite(test);
+const { ovn } = suite;
 let ls: string;
-
 test.before(async () => {
-  await ensureOvn();
-  client = await OvsdbClient.connect(OVSDB_SOCK);
   ls = await ovn.createLogicalSwitch();
-});
-test.after(async () => {
-  client?.close();
-  await ovn.cleanup();
 });
 
 let host = 10;
@@ -46,8 +39,8 @@ async function portBindingChassis(lsp: string): Promise<string> {
 test('waitInstalled resolves once ovn-controller binds the port of a matching Logical_Switch_Port', async () => {
   const { spec, ip } = await pod();
   await ovn.addLogicalPort(ls, spec.ifaceId, spec.mac!, [ip]);
-  await plugPort(client, spec);
-  await waitInstalled(client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 20_000 });
+  await plugPort(suite.client, spec);
+  await waitInstalled(suite.client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 20_000 });
   const ids = (await ovsInterface(spec.port))?.externalIds;
   assert.is(ids?.['ovn-installed'], 'true');
   assert.ok(ids?.['ovn-installed-ts']);
@@ -56,60 +49,62 @@ test('waitInstalled resolves once ovn-controller binds the port of a matching Lo
 
 test('waitInstalled sees the binding as it happens: the LSP appears only after waiting started', async () => {
   const { spec, ip } = await pod();
-  await plugPort(client, spec);
-  const waiting = waitInstalled(client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 20_000 });
+  await plugPort(suite.client, spec);
+  let settled = false;
+  const waiting = waitInstalled(suite.client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 20_000 }).finally(() => (settled = true));
   await new Promise((r) => setTimeout(r, 300));
+  assert.not.ok(settled, 'still waiting while no LSP exists');
   assert.not.ok((await ovsInterface(spec.port))?.externalIds['ovn-installed'], 'not installed before the LSP exists');
   await ovn.addLogicalPort(ls, spec.ifaceId, spec.mac!, [ip]);
   await waiting;
-  assert.is((await ovsInterface(spec.port))?.externalIds['ovn-installed'], 'true');
+  assert.is((await ovsInterface(spec.port))?.externalIds['ovn-installed'], 'true', 'resolved because OVN installed the port');
 });
 
 test('waitInstalled times out cleanly when no LSP matches, and the client stays usable', async () => {
   const { spec } = await pod();
-  await plugPort(client, spec);
+  await plugPort(suite.client, spec);
   const t0 = Date.now();
-  const err = (await waitInstalled(client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 800 }).catch((e: unknown) => e)) as Error;
+  const err = (await waitInstalled(suite.client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 800 }).catch((e: unknown) => e)) as Error;
   const took = Date.now() - t0;
   assert.is(err.message, `timed out waiting for OVN to install flows for ${spec.port} (iface-id ${spec.ifaceId})`);
   assert.ok(took >= 790 && took < 5000, `took ${took} ms`);
-  assert.equal(await client.echo('still', 'here'), ['still', 'here']);
+  assert.equal(await suite.client.echo('still', 'here'), ['still', 'here']);
 });
 
 test('waitInstalled: OVS errors on the interface are named in the timeout message', async () => {
   const spec: PlugPortSpec = { bridge: BRIDGE, port: ovn.name('gone'), ifaceId: ovn.name('lsp'), sandbox: 's', podIfName: 'eth0' };
-  await plugPort(client, spec);
-  const err = (await waitInstalled(client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 1500 }).catch((e: unknown) => e)) as Error;
+  await plugPort(suite.client, spec);
+  const err = (await waitInstalled(suite.client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 1500 }).catch((e: unknown) => e)) as Error;
   assert.match(err.message, `timed out waiting for OVN to install flows for ${spec.port} (iface-id ${spec.ifaceId}); OVS reports: `);
   assert.match(err.message, /No such device/);
-  await unplugPort(client, { bridge: BRIDGE, port: spec.port });
+  await unplugPort(suite.client, { bridge: BRIDGE, port: spec.port });
 });
 
 test('waitInstalled aborts when the iface-id changes, the row goes, the signal fires, or there is no such interface', async () => {
   const { spec } = await pod();
-  await plugPort(client, spec);
-  const changed = waitInstalled(client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 10_000 }).catch((e: Error) => e.message);
+  await plugPort(suite.client, spec);
+  const changed = waitInstalled(suite.client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 10_000 }).catch((e: Error) => e.message);
   await run('ovs-vsctl', ['set', 'Interface', spec.port, `external_ids:iface-id=${ovn.prefix}-other`]);
   assert.is(await changed, `iface-id of ${spec.port} changed to ${ovn.prefix}-other while waiting for OVN to install ${spec.ifaceId}`);
 
   await run('ovs-vsctl', ['set', 'Interface', spec.port, `external_ids:iface-id=${spec.ifaceId}`]);
-  const removed = waitInstalled(client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 10_000 }).catch((e: Error) => e.message);
-  await unplugPort(client, { bridge: BRIDGE, port: spec.port });
+  const removed = waitInstalled(suite.client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 10_000 }).catch((e: Error) => e.message);
+  await unplugPort(suite.client, { bridge: BRIDGE, port: spec.port });
   assert.is(await removed, `OVS interface ${spec.port} was removed while waiting for OVN`);
 
-  await plugPort(client, spec);
+  await plugPort(suite.client, spec);
   const ac = new AbortController();
-  const aborted = waitInstalled(client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 10_000, signal: ac.signal }).catch((e: Error) => e.message);
+  const aborted = waitInstalled(suite.client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 10_000, signal: ac.signal }).catch((e: Error) => e.message);
   ac.abort(new Error('CNI DEL arrived'));
   assert.is(await aborted, 'CNI DEL arrived');
 
-  const none = await waitInstalled(client, { iface: ovn.name('none'), ifaceId: 'x', timeoutMs: 10_000 }).catch((e: Error) => e.message);
+  const none = await waitInstalled(suite.client, { iface: ovn.name('none'), ifaceId: 'x', timeoutMs: 10_000 }).catch((e: Error) => e.message);
   assert.match(String(none), /^no OVS interface named o\w+ to wait on$/);
 });
 
 test('waitInstalled fails fast when the OVSDB connection drops', async () => {
   const { spec } = await pod();
-  await plugPort(client, spec);
+  await plugPort(suite.client, spec);
   const own = await OvsdbClient.connect(OVSDB_SOCK);
   const waiting = waitInstalled(own, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 10_000 }).catch((e: Error) => e.message);
   await new Promise((r) => setTimeout(r, 50));
@@ -122,16 +117,16 @@ test('two pods plugged with plugPort ping each other through OVN; unplugging one
   const b = await pod();
   for (const x of [a, b]) {
     await ovn.addLogicalPort(ls, x.spec.ifaceId, x.spec.mac!, [x.ip]);
-    await plugPort(client, x.spec);
+    await plugPort(suite.client, x.spec);
   }
-  await Promise.all([a, b].map((x) => waitInstalled(client, { iface: x.spec.port, ifaceId: x.spec.ifaceId, timeoutMs: 20_000 })));
+  await Promise.all([a, b].map((x) => waitInstalled(suite.client, { iface: x.spec.port, ifaceId: x.spec.ifaceId, timeoutMs: 20_000 })));
   const ab = await ping(a.pod, b.ip);
   assert.ok(ab.ok, ab.output);
   assert.match(ab.output, /3 packets transmitted, 3 received, 0% packet loss/);
   const ba = await ping(b.pod, a.ip);
   assert.ok(ba.ok, ba.output);
 
-  assert.equal(await unplugPort(client, { bridge: BRIDGE, port: b.spec.port }), { status: 'removed' });
+  assert.equal(await unplugPort(suite.client, { bridge: BRIDGE, port: b.spec.port }), { status: 'removed' });
   const cut = await ping(a.pod, b.ip, 2);
   assert.not.ok(cut.ok, 'no path once the port is gone: traffic really went through br-int');
 });

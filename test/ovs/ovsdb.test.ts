@@ -19,23 +19,14 @@ import {
   type RowUpdate2,
   type TableUpdates,
 } from '../../host/ovsdb.js';
-import { ensureOvn, ovsInterface, OvnRun, OVSDB_SOCK, BRIDGE, run } from '../support/ovn.js';
+import { BRIDGE, ovnSuite, ovsInterface, run } from '../support/ovn.js';
 
-const ovn = new OvnRun();
-let client: OvsdbClient;
-
-test.before(async () => {
-  await ensureOvn();
-  client = await OvsdbClient.connect(OVSDB_SOCK);
-});
-test.after(async () => {
-  client?.close();
-  await ovn.cleanup();
-});
+const suite = ovnSuite(test);
+const { ovn } = suite;
 
 /** One internal port (no netdev needed for OVSDB-level checks) with the given external_ids. */
 async function addPort(name: string, externalIds: Record<string, string>): Promise<string> {
-  const [iface] = await client.transact('Open_vSwitch', [
+  const [iface] = await suite.client.transact('Open_vSwitch', [
     { op: 'insert', table: 'Interface', row: { name, type: 'internal', external_ids: ovsMap(externalIds) }, 'uuid-name': 'i' },
     { op: 'insert', table: 'Port', row: { name, interfaces: namedUuid('i') }, 'uuid-name': 'p' },
     { op: 'mutate', table: 'Bridge', where: [['name', '==', BRIDGE]], mutations: [['ports', 'insert', ovsSet([namedUuid('p')])]] },
@@ -81,14 +72,14 @@ test('remotes: unix and tcp (v4, v6) parse; anything else is refused by name', (
 // ---- the real server ----
 
 test('list_dbs and echo against ovsdb-server', async () => {
-  assert.ok((await client.listDbs()).includes('Open_vSwitch'));
-  assert.equal(await client.echo('x', { y: ['}'] }), ['x', { y: ['}'] }]);
+  assert.ok((await suite.client.listDbs()).includes('Open_vSwitch'));
+  assert.equal(await suite.client.echo('x', { y: ['}'] }), ['x', { y: ['}'] }]);
 });
 
 test('transact: typed results for insert, select, mutate, wait', async () => {
   const name = ovn.name('t');
   const ifaceUuid = await addPort(name, { k: 'v' });
-  const [sel, mut, wait] = await client.transact('Open_vSwitch', [
+  const [sel, mut, wait] = await suite.client.transact('Open_vSwitch', [
     { op: 'select', table: 'Interface', where: [['name', '==', name]], columns: ['_uuid', 'external_ids'] },
     { op: 'mutate', table: 'Interface', where: [['name', '==', name]], mutations: [['external_ids', 'insert', ovsMap({ k2: 'v2' })]] },
     { op: 'wait', table: 'Interface', where: [['name', '==', name]], columns: ['name'], until: '==', rows: [{ name }], timeout: 0 },
@@ -104,7 +95,7 @@ test('transact: typed results for insert, select, mutate, wait', async () => {
 test('transact: a refused operation names its position, the operation and the reason; nothing is applied', async () => {
   const name = ovn.name('t');
   await addPort(name, {});
-  const err = await client
+  const err = await suite.client
     .transact('Open_vSwitch', [
       { op: 'mutate', table: 'Interface', where: [['name', '==', name]], mutations: [['external_ids', 'insert', ovsMap({ a: '1' })]] },
       { op: 'wait', table: 'Interface', where: [['name', '==', name]], columns: ['name'], until: '!=', rows: [{ name }], timeout: 0 },
@@ -117,7 +108,7 @@ test('transact: a refused operation names its position, the operation and the re
   assert.match(e.message, `failed at operation 2 of 2 (wait Interface where name == "${name}"): timed out`);
   assert.equal((await ovsInterface(name))?.externalIds, {}, 'the mutate before the failed wait was rolled back');
 
-  const bad = (await client
+  const bad = (await suite.client
     .transact('Open_vSwitch', [{ op: 'select', table: 'NoSuchTable', where: [] }])
     .catch((x: unknown) => x)) as OvsdbError;
   assert.instance(bad, OvsdbError);
@@ -138,7 +129,7 @@ test('transact: awkward strings and a value far larger than one socket read roun
   const name = ovn.name('t');
   const big = `${AWKWARD}${'x{"}'.repeat(100_000)}`;
   await addPort(name, { awkward: AWKWARD, 'k"}{': 'v]', big });
-  const [sel] = await client.transact('Open_vSwitch', [
+  const [sel] = await suite.client.transact('Open_vSwitch', [
     { op: 'select', table: 'Interface', where: [['external_ids', 'includes', ovsMap({ awkward: AWKWARD })]], columns: ['name', 'external_ids'] },
   ]);
   assert.is(sel.rows.length, 1);
@@ -151,10 +142,10 @@ test('transact: awkward strings and a value far larger than one socket read roun
 test('monitor: initial rows, then insert / modify / delete updates in order', async () => {
   const name = ovn.name('t');
   const updates: TableUpdates<RowUpdate>[] = [];
-  const m = await client.monitor('Open_vSwitch', { Interface: { columns: ['name', 'external_ids'] } }, (u) => updates.push(u));
+  const m = await suite.client.monitor('Open_vSwitch', { Interface: { columns: ['name', 'external_ids'] } }, (u) => updates.push(u));
   assert.ok(Object.values(updates[0]?.Interface ?? {}).some((u) => u.new?.name === 'br-int'), 'initial contents come first');
   const id = await addPort(name, { step: '1' });
-  await client.transact('Open_vSwitch', [
+  await suite.client.transact('Open_vSwitch', [
     { op: 'mutate', table: 'Interface', where: [['name', '==', name]], mutations: [['external_ids', 'insert', ovsMap({ step2: 'y' })]] },
   ]);
   await run('ovs-vsctl', ['del-port', name]);
@@ -172,7 +163,7 @@ test('monitor_cond: only the matching row, update2 diffs rebuild the map, nothin
   const name = ovn.name('t');
   const other = ovn.name('t');
   const seen: TableUpdates<RowUpdate2>[] = [];
-  const m = await client.monitorCond(
+  const m = await suite.client.monitorCond(
     'Open_vSwitch',
     { Interface: { where: [['name', '==', name]], columns: ['name', 'external_ids'] } },
     (u) => seen.push(u),
@@ -195,7 +186,7 @@ test('monitor_cond: only the matching row, update2 diffs rebuild the map, nothin
   await m.cancel();
   const before = seen.length;
   await run('ovs-vsctl', ['set', 'Interface', name, 'external_ids:d=4']);
-  await client.echo();
+  await suite.client.echo();
   assert.is(seen.length, before, 'no notifications after monitor_cancel');
 });
 

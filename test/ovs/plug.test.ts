@@ -15,19 +15,10 @@ import {
   unplugPort,
   type PlugPortSpec,
 } from '../../host/ovs.js';
-import { BRIDGE, ensureOvn, ovsInterface, ovsPort, OvnRun, OVSDB_SOCK, run } from '../support/ovn.js';
+import { BRIDGE, ovnSuite, OVSDB_SOCK, ovsInterface, ovsPort, run } from '../support/ovn.js';
 
-const ovn = new OvnRun();
-let client: OvsdbClient;
-
-test.before(async () => {
-  await ensureOvn();
-  client = await OvsdbClient.connect(OVSDB_SOCK);
-});
-test.after(async () => {
-  client?.close();
-  await ovn.cleanup();
-});
+const suite = ovnSuite(test);
+const { ovn } = suite;
 
 /** A veth whose host end stands in for a representor, and a spec for one attachment on it. */
 async function attachment(over: Partial<PlugPortSpec> = {}): Promise<PlugPortSpec> {
@@ -60,7 +51,7 @@ test('plugPort writes exactly the Interface and Port rows ovn-kubernetes writes,
     externalIds: { 'k8s.ovn.org/network': 'default' },
     otherConfig: { 'extra-key': 'x' },
   });
-  const r = await plugPort(client, spec);
+  const r = await plugPort(suite.client, spec);
   assert.ok(r.created);
   assert.equal(r.staleRemoved, []);
   const iface = await ovsInterface(spec.port);
@@ -86,7 +77,7 @@ test('plugPort writes exactly the Interface and Port rows ovn-kubernetes writes,
 
 test('optional fields are left out: no pod UID means no iface-id-ver, no MAC/IPs/VF name means no keys', async () => {
   const spec = await attachment();
-  await plugPort(client, spec);
+  await plugPort(suite.client, spec);
   assert.equal((await ovsInterface(spec.port))?.externalIds, {
     'iface-id': spec.ifaceId,
     sandbox: spec.sandbox,
@@ -97,9 +88,9 @@ test('optional fields are left out: no pod UID means no iface-id-ver, no MAC/IPs
 
 test('plugging the same attachment again updates it in place (may-exist) and keeps keys others set', async () => {
   const spec = await attachment({ podUid: 'uid-1', ipAddresses: ['10.0.0.1/24'], mac: '02:00:00:00:00:01' });
-  const first = await plugPort(client, spec);
+  const first = await plugPort(suite.client, spec);
   await run('ovs-vsctl', ['set', 'Interface', spec.port, 'external_ids:ovn-installed=true', 'external_ids:ovn-installed-ts=1']);
-  const again = await plugPort(client, { ...spec, podUid: null, ipAddresses: ['10.0.0.2/24'] });
+  const again = await plugPort(suite.client, { ...spec, podUid: null, ipAddresses: ['10.0.0.2/24'] });
   assert.not.ok(again.created);
   assert.is(again.portUuid, first.portUuid);
   assert.is(again.interfaceUuid, first.interfaceUuid);
@@ -120,7 +111,7 @@ test('plugging the same attachment again updates it in place (may-exist) and kee
 test('an unmarked port already on the bridge (added by hand) is taken over, not duplicated', async () => {
   const spec = await attachment();
   await run('ovs-vsctl', ['add-port', BRIDGE, spec.port]);
-  const r = await plugPort(client, spec);
+  const r = await plugPort(suite.client, spec);
   assert.not.ok(r.created);
   assert.is(await portsNamed(spec.port), 1);
   assert.is((await ovsInterface(spec.port))?.externalIds[OWNER_KEY], OWNER_VALUE);
@@ -129,12 +120,12 @@ test('an unmarked port already on the bridge (added by hand) is taken over, not 
 
 test('stale ports carrying the same iface-id under another name are removed in the same transaction', async () => {
   const old = await attachment();
-  await plugPort(client, old);
+  await plugPort(suite.client, old);
   // A stale port someone else left (ovs-vsctl, no owner mark) with the same iface-id.
   const [foreign] = await ovn.createVeth();
   await run('ovs-vsctl', ['add-port', BRIDGE, foreign, '--', 'set', 'Interface', foreign, `external_ids:iface-id=${old.ifaceId}`]);
   const fresh = await attachment({ ifaceId: old.ifaceId });
-  const r = await plugPort(client, fresh);
+  const r = await plugPort(suite.client, fresh);
   assert.ok(r.created);
   assert.equal([...r.staleRemoved].sort(), [old.port, foreign].sort());
   assert.is(await ovsPort(old.port), undefined);
@@ -147,7 +138,7 @@ test('stale ports carrying the same iface-id under another name are removed in t
 
 test('a representor serving another attachment is refused by name and left untouched', async () => {
   const a = await attachment({ podUid: 'uid-a' });
-  await plugPort(client, a);
+  await plugPort(suite.client, a);
   const before = await ovsInterface(a.port);
   const cases: [string, Partial<PlugPortSpec>, RegExp][] = [
     ['another pod (iface-id)', { ifaceId: `${ovn.prefix}-ns_other`, sandbox: 'sandbox-b' }, new RegExp(`iface-id=${a.ifaceId}, sandbox=${a.sandbox}`)],
@@ -155,7 +146,7 @@ test('a representor serving another attachment is refused by name and left untou
     ['same sandbox, another interface', { podIfName: 'net1' }, /pod-if-name=eth0/],
   ];
   for (const [what, over, why] of cases) {
-    const err = (await plugPort(client, { ...a, ...over }).catch((e: unknown) => e)) as Error;
+    const err = (await plugPort(suite.client, { ...a, ...over }).catch((e: unknown) => e)) as Error;
     assert.instance(err, PortConflictError, what);
     assert.match(err.message, `OVS interface ${a.port} already serves another attachment`, what);
     assert.match(err.message, why, what);
@@ -167,12 +158,12 @@ test('a port on another bridge is refused; a missing bridge fails with BridgeMis
   const other = await ovn.createBridge();
   const spec = await attachment();
   await run('ovs-vsctl', ['add-port', other, spec.port]);
-  const err = (await plugPort(client, spec).catch((e: unknown) => e)) as Error;
+  const err = (await plugPort(suite.client, spec).catch((e: unknown) => e)) as Error;
   assert.instance(err, PortConflictError);
   assert.match(err.message, `OVS interface ${spec.port} is already a port of bridge ${other}, not ${BRIDGE}`);
 
   const lone = await attachment({ bridge: `${ovn.prefix}nobr` });
-  const missing = (await plugPort(client, lone).catch((e: unknown) => e)) as Error;
+  const missing = (await plugPort(suite.client, lone).catch((e: unknown) => e)) as Error;
   assert.instance(missing, BridgeMissingError);
   assert.is(missing.message, `OVS bridge ${ovn.prefix}nobr does not exist`);
   assert.is(await ovsInterface(lone.port), undefined);
@@ -180,7 +171,7 @@ test('a port on another bridge is refused; a missing bridge fails with BridgeMis
 
 test('externalIds may not override a key plugPort manages', async () => {
   const spec = await attachment({ externalIds: { 'iface-id': 'sneaky' } });
-  const err = (await plugPort(client, spec).catch((e: unknown) => e)) as Error;
+  const err = (await plugPort(suite.client, spec).catch((e: unknown) => e)) as Error;
   assert.match(err.message, 'externalIds.iface-id: set by plugPort itself');
   assert.is(await ovsInterface(spec.port), undefined);
 });
@@ -204,22 +195,22 @@ test('concurrent plugs: distinct ports all land; two plugs racing for one iface-
 
 test('unplugPort removes the port; again it reports absent; with an owner it spares the next pod', async () => {
   const spec = await attachment();
-  await plugPort(client, spec);
+  await plugPort(suite.client, spec);
   const owner = { sandbox: spec.sandbox, podIfName: spec.podIfName };
-  assert.equal(await unplugPort(client, { bridge: BRIDGE, port: spec.port, owner }), { status: 'removed' });
+  assert.equal(await unplugPort(suite.client, { bridge: BRIDGE, port: spec.port, owner }), { status: 'removed' });
   assert.is(await ovsPort(spec.port), undefined);
   assert.is(await ovsInterface(spec.port), undefined);
-  assert.equal(await unplugPort(client, { bridge: BRIDGE, port: spec.port, owner }), { status: 'absent' });
+  assert.equal(await unplugPort(suite.client, { bridge: BRIDGE, port: spec.port, owner }), { status: 'absent' });
 
   // The VF went to pod B before pod A's DEL ran: A's DEL must not take B's port away.
   const b = { ...spec, ifaceId: `${ovn.prefix}-ns_b`, sandbox: 'sandbox-b' };
-  await plugPort(client, b);
-  const r = await unplugPort(client, { bridge: BRIDGE, port: spec.port, owner });
+  await plugPort(suite.client, b);
+  const r = await unplugPort(suite.client, { bridge: BRIDGE, port: spec.port, owner });
   assert.is(r.status, 'foreign');
   assert.is(r.status === 'foreign' ? r.externalIds.sandbox : '', 'sandbox-b');
   assert.is((await ovsPort(spec.port))?.bridge, BRIDGE);
-  assert.equal(await unplugPort(client, { bridge: `${ovn.prefix}nobr`, port: spec.port }), { status: 'absent' }, 'not on that bridge');
-  assert.equal(await unplugPort(client, { bridge: BRIDGE, port: spec.port }), { status: 'removed' }, 'no owner: unconditional');
+  assert.equal(await unplugPort(suite.client, { bridge: `${ovn.prefix}nobr`, port: spec.port }), { status: 'absent' }, 'not on that bridge');
+  assert.equal(await unplugPort(suite.client, { bridge: BRIDGE, port: spec.port }), { status: 'removed' }, 'no owner: unconditional');
 });
 
 test('findOwnedPorts finds our ports by sandbox, by sandbox + pod-if-name, or all; removePorts removes them', async () => {
@@ -227,41 +218,41 @@ test('findOwnedPorts finds our ports by sandbox, by sandbox + pod-if-name, or al
   const eth0 = await attachment({ sandbox, podIfName: 'eth0' });
   const net1 = await attachment({ sandbox, podIfName: 'net1' });
   const elsewhere = await attachment();
-  for (const s of [eth0, net1, elsewhere]) await plugPort(client, s);
+  for (const s of [eth0, net1, elsewhere]) await plugPort(suite.client, s);
   // Same sandbox id, but not ours: no owner mark.
   const [unmarked] = await ovn.createVeth();
   await run('ovs-vsctl', ['add-port', BRIDGE, unmarked, '--', 'set', 'Interface', unmarked, `external_ids:sandbox=${sandbox}`]);
   await run('ovs-vsctl', ['set', 'Interface', eth0.port, 'external_ids:ovn-installed=true']);
 
-  const bySandbox = await findOwnedPorts(client, { sandbox });
+  const bySandbox = await findOwnedPorts(suite.client, { sandbox });
   assert.equal(bySandbox.map((p) => p.name), [eth0.port, net1.port].sort());
-  const one = await findOwnedPorts(client, { sandbox, podIfName: 'net1' });
+  const one = await findOwnedPorts(suite.client, { sandbox, podIfName: 'net1' });
   assert.equal(one.map((p) => [p.name, p.bridge, p.ifaceId, p.sandbox, p.podIfName, p.ovnInstalled]), [
     [net1.port, BRIDGE, net1.ifaceId, sandbox, 'net1', false],
   ]);
   assert.ok(bySandbox.find((p) => p.name === eth0.port)?.ovnInstalled);
-  const all = (await findOwnedPorts(client)).filter((p) => p.name.startsWith(ovn.prefix)).map((p) => p.name);
+  const all = (await findOwnedPorts(suite.client)).filter((p) => p.name.startsWith(ovn.prefix)).map((p) => p.name);
   assert.ok([eth0.port, net1.port, elsewhere.port].every((n) => all.includes(n)));
   assert.not.ok(all.includes(unmarked));
-  assert.equal(await findOwnedPorts(client, { sandbox: `${ovn.prefix}-nobody` }), []);
+  assert.equal(await findOwnedPorts(suite.client, { sandbox: `${ovn.prefix}-nobody` }), []);
 
-  assert.equal(await removePorts(client, [eth0.port, net1.port, `${ovn.prefix}gone`]), [eth0.port, net1.port]);
-  assert.equal(await findOwnedPorts(client, { sandbox }), []);
+  assert.equal(await removePorts(suite.client, [eth0.port, net1.port, `${ovn.prefix}gone`]), [eth0.port, net1.port]);
+  assert.equal(await findOwnedPorts(suite.client, { sandbox }), []);
   assert.is((await ovsPort(elsewhere.port))?.bridge, BRIDGE, 'other ports stay');
-  assert.equal(await removePorts(client, []), []);
+  assert.equal(await removePorts(suite.client, []), []);
 });
 
 test('ovsStatus reports the bridge and hw-offload; the setting is restored afterwards', async () => {
   const previous = (await run('ovs-vsctl', ['--if-exists', 'get', 'Open_vSwitch', '.', 'other_config:hw-offload'])).stdout.trim();
   try {
     await run('ovs-vsctl', ['remove', 'Open_vSwitch', '.', 'other_config', 'hw-offload']);
-    const off = await ovsStatus(client, BRIDGE);
+    const off = await ovsStatus(suite.client, BRIDGE);
     assert.equal([off.bridgeExists, off.hwOffload], [true, false]);
     assert.match(off.ovsVersion ?? '', /^\d+\.\d+/);
     await run('ovs-vsctl', ['set', 'Open_vSwitch', '.', 'other_config:hw-offload=true', 'other_config:tc-policy=skip_sw']);
-    const on = await ovsStatus(client, BRIDGE);
+    const on = await ovsStatus(suite.client, BRIDGE);
     assert.equal([on.hwOffload, on.tcPolicy], [true, 'skip_sw']);
-    assert.is((await ovsStatus(client, `${ovn.prefix}nobr`)).bridgeExists, false);
+    assert.is((await ovsStatus(suite.client, `${ovn.prefix}nobr`)).bridgeExists, false);
   } finally {
     await run('ovs-vsctl', ['remove', 'Open_vSwitch', '.', 'other_config', 'hw-offload', 'tc-policy']);
     if (previous) await run('ovs-vsctl', ['set', 'Open_vSwitch', '.', `other_config:hw-offload=${previous}`]);

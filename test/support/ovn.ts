@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { OvsdbClient } from '../../host/ovsdb.js';
 import { ROOT } from './paths.js';
 
 export const OVSDB_SOCK = 'unix:/var/run/openvswitch/db.sock';
@@ -212,6 +213,36 @@ export class OvnRun {
     for (const l of [...this.links]) await this.deleteLink(l);
     for (const ns of [...this.namespaces]) await this.deleteNetns(ns);
   }
+}
+
+export interface OvnSuite {
+  readonly ovn: OvnRun;
+  /** One OVSDB connection for the suite, open between before and after. */
+  readonly client: OvsdbClient;
+}
+
+/**
+ * Hooks a uvu suite up to OVN: before, the daemons are ensured and a client connects; after,
+ * the client closes and everything the run created is removed.
+ */
+export function ovnSuite(hooks: { before(fn: () => Promise<void>): void; after(fn: () => Promise<void>): void }): OvnSuite {
+  const ovn = new OvnRun();
+  let client: OvsdbClient | undefined;
+  hooks.before(async () => {
+    await ensureOvn();
+    client = await OvsdbClient.connect(OVSDB_SOCK);
+  });
+  hooks.after(async () => {
+    client?.close();
+    await ovn.cleanup();
+  });
+  return {
+    ovn,
+    get client(): OvsdbClient {
+      if (!client) throw new Error('ovnSuite: the OVSDB client is used before the suite started');
+      return client;
+    },
+  };
 }
 
 /** `ping` from a pod's netns; resolves with the exit code and output (0 = replies came back). */
