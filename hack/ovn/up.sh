@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Starts a real OVS + OVN on this machine for the tests (../shared/reference testbed §1): the
-# userspace datapath (no kernel module needed), a local NB/SB + northd, and ovn-controller
-# bound to br-int. Idempotent and safe to run concurrently: daemons already running are reused,
-# and a lock serialises concurrent callers. Installs the Debian packages it needs when missing.
+# Starts a real OVS + OVN on this machine for the tests: OVS on its userspace datapath (no
+# kernel module needed), a local NB/SB + northd, and ovn-controller bound to br-int. Idempotent
+# and safe to run concurrently: daemons already running are reused, and a lock serialises
+# concurrent callers. Installs the Debian packages it needs when missing.
 #   hack/ovn/up.sh            bring everything up
 #   hack/ovn/up.sh --help
 set -euo pipefail
