@@ -72,7 +72,7 @@ async function reclaimVf(ctx: CallContext, pciAddress: string): Promise<void> {
       previousContainerID: old.containerId,
       previousIfname: old.ifname,
     });
-    await undoAttachment(old, { ipam: null, log: ctx.log });
+    await undoAttachment(old, { ipam: null, ovsdb: ctx.conf.ovsdb, log: ctx.log });
     removeState(ctx.paths.stateDir, old.containerId, old.ifname);
   }
 }
@@ -154,7 +154,6 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
     mark: ep.netdev ? markFor(env.containerId, env.ifname, ep.netdev) : '',
     representor: plugging ? ep.representor : null,
     bridge: conf.bridge,
-    ovsdb: conf.ovsdb,
     ifaceId,
     steps: [],
     createdAt: new Date().toISOString(),
@@ -220,7 +219,7 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
 async function rollback(ctx: CallContext, state: AttachmentState, cause: unknown): Promise<void> {
   ctx.log.error('ADD failed; undoing what it did', { error: cause, steps: state.steps });
   try {
-    await undoAttachment(state, { ipam: ipamCall(ctx), log: ctx.log });
+    await undoAttachment(state, { ipam: ipamCall(ctx), ovsdb: ctx.conf.ovsdb, log: ctx.log });
     removeState(ctx.paths.stateDir, state.containerId, state.ifname);
   } catch (err) {
     const c = toCniError(cause);

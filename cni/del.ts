@@ -32,7 +32,6 @@ function assumedState(ctx: CallContext): AttachmentState {
     mark: '',
     representor: null,
     bridge: conf.bridge,
-    ovsdb: conf.ovsdb,
     ifaceId: null,
     steps: STEPS,
     createdAt: new Date().toISOString(),
@@ -48,7 +47,7 @@ export async function cmdDel(ctx: CallContext): Promise<void> {
     // An ADD of another pod may have reclaimed the VF while we waited for the lock.
     if (lock) state = stateOf(ctx);
     if (!state) log.info('no attachment state; deleting by OVS rows and the netdev mark');
-    await undoAttachment(state ?? assumedState(ctx), { ipam: ipamCall(ctx), log });
+    await undoAttachment(state ?? assumedState(ctx), { ipam: ipamCall(ctx), ovsdb: ctx.conf.ovsdb, log });
     removeState(ctx.paths.stateDir, env.containerId, env.ifname);
   } finally {
     await lock?.release();

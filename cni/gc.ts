@@ -26,7 +26,7 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
     const lock = await lockVf(ctx, state.pciAddress);
     try {
       log.info('collecting stale attachment', { containerID: state.containerId, ifname: state.ifname, pciAddress: state.pciAddress });
-      await undoAttachment(state, { ipam: null, log });
+      await undoAttachment(state, { ipam: null, ovsdb: conf.ovsdb, log });
       removeState(paths.stateDir, state.containerId, state.ifname);
     } catch (err) {
       failures.push(`${state.containerId}/${state.ifname}: ${(err as Error).message}`);

@@ -15,6 +15,8 @@ import { connectOvs, ownedPorts, OvsUnavailableError, unplug, type OwnedPort } f
 export interface UndoOptions {
   /** Release the IPAM lease too (DEL and ADD rollback; GC and reclaim leave it to IPAM GC / the pod's DEL). */
   readonly ipam: IpamCall | null;
+  /** The OVSDB of the calling config (the runtime sends DEL the config ADD had). */
+  readonly ovsdb: string;
   readonly log: Logger;
 }
 
@@ -43,13 +45,13 @@ export async function removeOwnedPort(client: OvsdbClient, port: OwnedPort, log:
 }
 
 /** Removes the attachment's ports; OVS being down is not a failure: GC removes them later. */
-async function removePorts(state: AttachmentState, log: Logger): Promise<void> {
+async function removePorts(state: AttachmentState, ovsdb: string, log: Logger): Promise<void> {
   let client: OvsdbClient;
   try {
-    client = await connectOvs(state.ovsdb);
+    client = await connectOvs(ovsdb);
   } catch (err) {
     if (!(err instanceof OvsUnavailableError)) throw err;
-    log.warn('OVSDB unreachable; leaving the port for GC', { ovsdb: state.ovsdb, error: err });
+    log.warn('OVSDB unreachable; leaving the port for GC', { ovsdb, error: err });
     return;
   }
   try {
@@ -75,7 +77,7 @@ export async function undoAttachment(state: AttachmentState, opts: UndoOptions):
     const rep = state.representor;
     await attempt('representor down', () => representorDown(rep, log));
   }
-  if (done.has('port') && state.bridge) await attempt('remove OVS port', () => removePorts(state, log));
+  if (done.has('port') && state.bridge) await attempt('remove OVS port', () => removePorts(state, opts.ovsdb, log));
   if (done.has('netdev') && state.driver === 'virtio') {
     await attempt('return netdev', async () => {
       const netns = state.netns || null;

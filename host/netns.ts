@@ -135,10 +135,10 @@ export async function listAddresses(netns: Netns, dev: string): Promise<Address[
   const links = await ipJson(netns, ['addr', 'show', 'dev', dev, 'scope', 'global']);
   return links.flatMap((l) => {
     const infos = rec(l).addr_info;
-    return (Array.isArray(infos) ? infos : []).map((a): Address => {
-      const o = rec(a);
-      return { family: o.family === 'inet6' ? 6 : 4, address: str(o.local), prefix: num(o.prefixlen) };
-    });
+    // ip prints an empty object for each address the scope filter drops.
+    return (Array.isArray(infos) ? infos : []).map(rec).flatMap((o): Address[] =>
+      typeof o.local === 'string' ? [{ family: o.family === 'inet6' ? 6 : 4, address: o.local, prefix: num(o.prefixlen) }] : [],
+    );
   });
 }
 

@@ -27,7 +27,6 @@ export interface AttachmentState {
   readonly representor: string | null;
   /** "" when the attachment has no OVS port. */
   readonly bridge: string;
-  readonly ovsdb: string;
   readonly ifaceId: string | null;
   /** Steps begun, in order (a step is listed before its host change starts). */
   readonly steps: readonly Step[];
@@ -64,7 +63,7 @@ function parseState(file: string, text: string): AttachmentState {
   };
   const isStr = (x: unknown) => typeof x === 'string';
   const strOrNull = (x: unknown) => typeof x === 'string' || x === null;
-  for (const k of ['containerId', 'ifname', 'netns', 'pciAddress', 'netdevAlias', 'mark', 'bridge', 'ovsdb', 'createdAt']) {
+  for (const k of ['containerId', 'ifname', 'netns', 'pciAddress', 'netdevAlias', 'mark', 'bridge', 'createdAt']) {
     need(k, isStr);
   }
   for (const k of ['netdev', 'representor', 'ifaceId']) need(k, strOrNull);

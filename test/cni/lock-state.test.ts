@@ -75,7 +75,6 @@ const sample: AttachmentState = {
   mark: 'vdpa-cni/x/eth5',
   representor: 'pf0vf0',
   bridge: 'br-int',
-  ovsdb: 'unix:/x',
   ifaceId: 'ns_p',
   steps: ['ipam'],
   createdAt: new Date().toISOString(),

@@ -50,7 +50,7 @@ export function addresses(netns: string, dev: string): string[] {
   const out = JSON.parse(sh('ip', ['-n', netns, '-j', 'addr', 'show', 'dev', dev, 'scope', 'global'])) as {
     addr_info: { local: string; prefixlen: number }[];
   }[];
-  return out.flatMap((l) => l.addr_info.map((a) => `${a.local}/${a.prefixlen}`));
+  return out.flatMap((l) => l.addr_info.filter((a) => a.local).map((a) => `${a.local}/${a.prefixlen}`));
 }
 
 export function routes(netns: string, dev: string): string[] {
