@@ -1,12 +1,18 @@
 /**
  * Discovery: one synchronous pass over a sysfs root (and the dev root) that yields a Snapshot of
  * the node's network PCI functions, vDPA devices, their virtio/vhost endpoints and switchdev
- * representors. Each directory and attribute is read once, so the cost is linear in the number of
- * devices. Nothing here throws on a malformed tree: what cannot be read becomes a device's reason.
- * The layout is described in shared/reference/host-layout.md; test/support/fixture.ts rebuilds it.
+ * representors. Each link, directory and attribute is read at most once, so the cost is linear in
+ * the number of devices. Nothing here throws on a malformed tree: what cannot be read becomes a
+ * device's reason. The layout is in shared/reference/host-layout.md; test/support/fixture.ts
+ * rebuilds it.
+ *
+ * Cost matters (the device plugin rescans on every change, 254 devices on a full node), so the
+ * pass reads the fewest files that answer each question: a PCI function's `uevent` gives class,
+ * vendor, device and driver in one read; the virtio bus says where each virtioN lives, so no device
+ * directory is listed to find them; only PFs and vhost-bound vDPA devices are listed at all.
  */
+import { resolve } from 'node:path';
 import { statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
 import type { DevlinkPort } from './devlink.js';
 import type {
   PciFunction,
@@ -18,7 +24,7 @@ import type {
   VhostEndpoint,
   VirtioEndpoint,
 } from './snapshot.js';
-import { PCI_ADDRESS, describe, isUnreadable, linkName, readAttr, readLink, readNames, type Unreadable } from './sysfs.js';
+import { PCI_ADDRESS, describe, exists, isUnreadable, leaf, parentOf, readAttr, readLink, readNames, type Unreadable } from './sysfs.js';
 
 export interface DiscoverOptions {
   readonly sysfsRoot: string;
@@ -27,19 +33,18 @@ export interface DiscoverOptions {
   readonly devlinkPorts?: readonly DevlinkPort[];
 }
 
-const VIRTIO_DIR = /^virtio\d+$/;
 const VHOST_DIR = /^vhost-vdpa-\d+$/;
 const VIRTFN = /^virtfn(\d+)$/;
 const UPLINK_PORT = /^p(\d+)$/;
 const VF_PORT = /^(?:c(\d+))?pf(\d+)vf(\d+)$/;
-const NETWORK_CLASS = '0x02';
+const PCI_ID = /^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$/;
+const NETWORK_CLASS = 0x02;
 const VDPA_DRIVERS: Readonly<Record<string, VdpaDriver>> = { virtio_vdpa: 'virtio', vhost_vdpa: 'vhost' };
 
 /** A vDPA device as read from the bus, before its endpoint is resolved. */
 interface RawVdpa {
   readonly name: string;
   readonly dir: string | null;
-  readonly entries: readonly string[];
   readonly pciAddress: string | null;
   readonly mgmtDev: string;
   readonly driverName: string | null;
@@ -50,7 +55,6 @@ interface RawVdpa {
 interface RawPci {
   readonly address: string;
   readonly dir: string;
-  readonly virtioChildren: readonly string[];
   readonly vendor: string;
   readonly device: string;
   readonly driver: string | null;
@@ -70,42 +74,32 @@ function busNames(dir: string, errors: string[]): string[] {
   return [];
 }
 
-/** Names in a device directory; a dangling link's target is reported as such. */
-function deviceEntries(link: string, dir: string | Unreadable, problems: string[]): { dir: string; entries: string[] } | null {
-  if (isUnreadable(dir)) {
-    problems.push(describe(dir));
-    return null;
-  }
-  const entries = readNames(dir);
-  if (isUnreadable(entries)) {
-    problems.push(entries.code === 'missing' ? `${link} is a dangling link` : describe(entries));
-    return null;
-  }
-  return { dir, entries };
+/** A failed read inside a device directory: the whole device is gone when its bus link dangles. */
+function missingOrDangling(u: Unreadable, link: string, dir: string): string {
+  return u.code === 'missing' && !exists(dir) ? `${link} is a dangling link` : describe(u);
 }
 
-function hexAttr(dir: string, name: string, problems: string[]): string {
-  const v = readAttr(join(dir, name));
-  if (isUnreadable(v)) {
-    problems.push(describe(v));
-    return '';
-  }
-  if (!/^0x[0-9a-fA-F]+$/.test(v)) {
-    problems.push(`${join(dir, name)}: ${JSON.stringify(v)} is not a hex number`);
-    return '';
-  }
-  return v.slice(2).toLowerCase();
+/**
+ * A directory listing where absence is normal (a function without netdevs has no `net/`). Asking
+ * first is cheaper than a failed readdir, whose exception costs several times the syscall.
+ */
+function optionalNames(dir: string, problems: string[]): string[] {
+  if (!exists(dir)) return [];
+  const names = readNames(dir);
+  if (!isUnreadable(names)) return names.sort();
+  if (names.code !== 'missing') problems.push(describe(names));
+  return [];
 }
 
 /** `numa_node`: -1 (and a kernel without NUMA, which has no such file) mean no affinity. */
 function numaAttr(dir: string, problems: string[]): number | null {
-  const v = readAttr(join(dir, 'numa_node'));
+  const v = readAttr(`${dir}/numa_node`);
   if (isUnreadable(v)) {
     if (v.code !== 'missing') problems.push(describe(v));
     return null;
   }
   if (!/^-?\d+$/.test(v)) {
-    problems.push(`${join(dir, 'numa_node')}: ${JSON.stringify(v)} is not a number`);
+    problems.push(`${dir}/numa_node: ${JSON.stringify(v)} is not a number`);
     return null;
   }
   const n = Number(v);
@@ -114,114 +108,188 @@ function numaAttr(dir: string, problems: string[]): number | null {
 
 /** The management device as `vdpa mgmtdev show` names it. */
 function mgmtDevOf(sysfsRoot: string, parentDir: string): string {
-  const parent = basename(parentDir);
+  const parent = leaf(parentDir);
   if (PCI_ADDRESS.test(parent)) return `pci/${parent}`;
-  const bus = linkName(join(parentDir, 'subsystem'));
-  if (bus !== null) return `${bus}/${parent}`;
-  if (parentDir !== join(sysfsRoot, 'devices')) return parent;
+  const bus = readLink(`${parentDir}/subsystem`);
+  if (!isUnreadable(bus)) return `${leaf(bus)}/${parent}`;
+  if (parentDir !== `${sysfsRoot}/devices`) return parent;
   // The simulator's vDPA devices sit at the top of /sys/devices with no link to their management
   // device, which is a root device of its own (`/sys/devices/vdpasim_net`).
-  const roots = readNames(join(sysfsRoot, 'devices'));
+  const roots = readNames(`${sysfsRoot}/devices`);
   const sims = isUnreadable(roots) ? [] : roots.filter((n) => n.startsWith('vdpasim_'));
   return sims.length === 1 ? sims[0]! : 'unknown';
 }
 
 function readVdpaBus(sysfsRoot: string, errors: string[]): RawVdpa[] {
-  const bus = join(sysfsRoot, 'bus', 'vdpa', 'devices');
+  const bus = `${sysfsRoot}/bus/vdpa/devices`;
   return busNames(bus, errors).map((name) => {
-    const link = join(bus, name);
+    const link = `${bus}/${name}`;
     const problems: string[] = [];
-    const found = deviceEntries(link, readLink(link), problems);
-    if (!found) return { name, dir: null, entries: [], pciAddress: null, mgmtDev: 'unknown', driverName: null, problems };
-    const parentDir = dirname(found.dir);
-    const parent = basename(parentDir);
+    const unknown = { name, dir: null, pciAddress: null, mgmtDev: 'unknown', driverName: null, problems };
+    const dir = readLink(link);
+    if (isUnreadable(dir)) {
+      problems.push(describe(dir));
+      return unknown;
+    }
+    const driver = readLink(`${dir}/driver`);
+    if (isUnreadable(driver)) {
+      const why = missingOrDangling(driver, link, dir);
+      if (why.endsWith('dangling link')) {
+        problems.push(why);
+        return unknown;
+      }
+      // No driver link is the normal unbound state; any other failure is a problem of its own.
+      if (driver.code !== 'missing') problems.push(why);
+    }
+    const parentDir = parentOf(dir);
+    const parent = leaf(parentDir);
     return {
       name,
-      dir: found.dir,
-      entries: found.entries,
+      dir,
       pciAddress: PCI_ADDRESS.test(parent) ? parent : null,
       mgmtDev: mgmtDevOf(sysfsRoot, parentDir),
-      driverName: found.entries.includes('driver') ? linkName(join(found.dir, 'driver')) : null,
+      driverName: isUnreadable(driver) ? null : leaf(driver),
       problems,
     };
   });
 }
 
-function readPciFunction(address: string, link: string, vdpaParents: ReadonlySet<string>): RawPci | null {
-  const problems: string[] = [];
-  const found = deviceEntries(link, readLink(link), problems);
-  const dir = found?.dir ?? link;
-  const entries = found?.entries ?? [];
-  if (found) {
-    const cls = readAttr(join(dir, 'class'));
-    if (isUnreadable(cls)) problems.push(describe(cls));
-    else if (!cls.startsWith(NETWORK_CLASS) && !vdpaParents.has(address)) return null;
+function parseUevent(text: string): Map<string, string> {
+  const props = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) props.set(line.slice(0, eq), line.slice(eq + 1));
   }
-  const virtfns = new Map<string, number>();
-  const virtioChildren: string[] = [];
-  let pf: string | null = null;
+  return props;
+}
+
+/**
+ * @param knownPf the PF whose virtfnN link names this function, when that PF was read first (bus
+ *   order puts PFs before their VFs): its physfn link need not be read again.
+ */
+function readPciFunction(address: string, link: string, vdpaParents: ReadonlySet<string>, knownPf: string | undefined): RawPci | null {
+  const problems: string[] = [];
+  const broken = (dir: string): RawPci => ({
+    address,
+    dir,
+    vendor: '',
+    device: '',
+    driver: null,
+    numaNode: null,
+    pf: null,
+    virtfns: new Map(),
+    netdevs: [],
+    problems,
+  });
+  const dir = readLink(link);
+  if (isUnreadable(dir)) {
+    problems.push(describe(dir));
+    return broken(link);
+  }
+  // One read for class, vendor, device and driver (the kernel's pci_uevent), instead of four.
+  const uevent = readAttr(`${dir}/uevent`);
+  let id: RegExpExecArray | null = null;
   let driver: string | null = null;
-  let netdevs: string[] = [];
-  for (const entry of entries) {
-    const vf = VIRTFN.exec(entry);
-    if (vf) {
-      const target = linkName(join(dir, entry));
-      if (target !== null) virtfns.set(target, Number(vf[1]));
-      else problems.push(`${join(dir, entry)} is not a readable link`);
-    } else if (VIRTIO_DIR.test(entry)) virtioChildren.push(entry);
-    else if (entry === 'physfn') pf = linkName(join(dir, entry));
-    else if (entry === 'driver') driver = linkName(join(dir, entry));
-    else if (entry === 'net') {
-      const names = readNames(join(dir, 'net'));
-      if (isUnreadable(names)) problems.push(describe(names));
-      else netdevs = names.sort();
+  if (isUnreadable(uevent)) {
+    const why = missingOrDangling(uevent, link, dir);
+    problems.push(why);
+    if (why.endsWith('dangling link')) return broken(dir);
+  } else {
+    const props = parseUevent(uevent);
+    const cls = props.get('PCI_CLASS');
+    if (cls === undefined || !/^[0-9a-fA-F]{1,6}$/.test(cls)) problems.push(`${dir}/uevent has no valid PCI_CLASS`);
+    else if (parseInt(cls, 16) >> 16 !== NETWORK_CLASS && !vdpaParents.has(address)) return null;
+    id = PCI_ID.exec(props.get('PCI_ID') ?? '');
+    if (!id) problems.push(`${dir}/uevent has no valid PCI_ID`);
+    driver = props.get('DRIVER') ?? null;
+  }
+
+  let pf = knownPf ?? null;
+  if (pf === null) {
+    const physfn = readLink(`${dir}/physfn`);
+    if (isUnreadable(physfn) && physfn.code !== 'missing') problems.push(describe(physfn));
+    pf = isUnreadable(physfn) ? null : leaf(physfn);
+  }
+  // Only PFs (and plain functions) are listed, to find their virtfnN links; VFs have none.
+  const virtfns = new Map<string, number>();
+  if (pf === null) {
+    for (const entry of optionalNames(dir, problems)) {
+      const vf = VIRTFN.exec(entry);
+      if (!vf) continue;
+      const target = readLink(`${dir}/${entry}`);
+      if (isUnreadable(target)) problems.push(describe(target));
+      else virtfns.set(leaf(target), Number(vf[1]));
     }
   }
   return {
     address,
     dir,
-    virtioChildren,
-    vendor: found ? hexAttr(dir, 'vendor', problems) : '',
-    device: found ? hexAttr(dir, 'device', problems) : '',
+    vendor: id ? id[1]!.toLowerCase() : '',
+    device: id ? id[2]!.toLowerCase() : '',
     driver,
-    numaNode: found ? numaAttr(dir, problems) : null,
+    numaNode: numaAttr(dir, problems),
     pf,
     virtfns,
-    netdevs,
+    netdevs: optionalNames(`${dir}/net`, problems),
     problems,
   };
 }
 
 /**
- * A netdev's switchdev identity; empty fields where the kernel does not say (legacy mode has no
+ * A netdev's link state and switch id, and its port name unless the caller knows it (from devlink,
+ * from which the kernel derives it). Empty fields where the kernel does not say (legacy mode has no
  * switch id). null when the netdev does not exist.
  */
-function readNetdev(netdevDir: string, name: string): Representor | null {
-  const [physPortName, switchId, operState] = ['phys_port_name', 'phys_switch_id', 'operstate'].map((a) => readAttr(join(netdevDir, a)));
-  const text = (v: string | Unreadable | undefined) => (typeof v === 'string' ? v : '');
-  if ([physPortName, switchId, operState].every((v) => isUnreadable(v) && v.code === 'missing')) return null;
-  return { name, physPortName: text(physPortName), switchId: text(switchId), operState: text(operState) || 'unknown' };
+function readNetdev(dir: string, name: string, physPortName?: string): Representor | null {
+  const port = physPortName ?? readAttr(`${dir}/phys_port_name`);
+  const switchId = readAttr(`${dir}/phys_switch_id`);
+  const operState = readAttr(`${dir}/operstate`);
+  const text = (v: string | Unreadable) => (typeof v === 'string' ? v : '');
+  const gone = (v: string | Unreadable) => isUnreadable(v) && v.code === 'missing';
+  if (gone(switchId) && gone(operState) && (physPortName !== undefined || gone(port))) return null;
+  return { name, physPortName: text(port), switchId: text(switchId), operState: text(operState) || 'unknown' };
 }
 
-/** Representors of every PF's eswitch, read once. */
+/**
+ * Representors and uplinks. With devlink ports, only the netdevs devlink names are read; the sysfs
+ * scan of every PF netdev (matching phys_port_name) runs once, when devlink does not answer.
+ */
 class Representors {
-  private readonly byName = new Map<string, Representor | null>();
+  private readonly vfPorts = new Map<string, DevlinkPort>();
+  private readonly uplinkPorts = new Map<string, DevlinkPort>();
   /** `<switch id>/pf<N>vf<M>` → representor; several PFs may share one switch id. */
-  private readonly byPort = new Map<string, Representor>();
-  readonly uplinks = new Map<string, Representor>();
+  private byPort: Map<string, Representor> | null = null;
+  private readonly scannedUplinks = new Map<string, Representor>();
+  private readonly uplinkCache = new Map<string, Representor | null>();
 
   constructor(
     private readonly sysfsRoot: string,
-    pfs: readonly RawPci[],
-    private readonly devlink: ReadonlyMap<string, DevlinkPort>,
+    private readonly pfs: ReadonlyMap<string, RawPci>,
+    ports: readonly DevlinkPort[],
   ) {
-    for (const pf of pfs) {
+    for (const p of ports) {
+      if (p.netdev === null || p.external) continue;
+      if (p.flavour === 'pcivf' && p.vfnum !== null) this.vfPorts.set(`${p.device}#${p.vfnum}`, p);
+      else if (p.flavour === 'physical') this.uplinkPorts.set(p.device, p);
+    }
+  }
+
+  /** A netdev named by devlink, read where the PF lists it, else through /sys/class/net. */
+  private named(pf: string, name: string, physPortName?: string): Representor | null {
+    const raw = this.pfs.get(pf);
+    const dir = raw?.netdevs.includes(name) ? `${raw.dir}/net/${name}` : `${this.sysfsRoot}/class/net/${name}`;
+    return readNetdev(dir, name, physPortName);
+  }
+
+  private scan(): Map<string, Representor> {
+    if (this.byPort) return this.byPort;
+    this.byPort = new Map();
+    for (const pf of this.pfs.values()) {
       for (const name of pf.netdevs) {
-        const rep = readNetdev(join(pf.dir, 'net', name), name);
-        this.byName.set(name, rep);
+        const rep = readNetdev(`${pf.dir}/net/${name}`, name);
         if (!rep || rep.physPortName === '' || rep.switchId === '') continue;
         if (UPLINK_PORT.test(rep.physPortName)) {
-          if (!this.uplinks.has(pf.address)) this.uplinks.set(pf.address, rep);
+          if (!this.scannedUplinks.has(pf.address)) this.scannedUplinks.set(pf.address, rep);
           continue;
         }
         const m = VF_PORT.exec(rep.physPortName);
@@ -229,104 +297,116 @@ class Representors {
         if (m && (m[1] === undefined || m[1] === '0')) this.byPort.set(`${rep.switchId}/pf${m[2]}vf${m[3]}`, rep);
       }
     }
+    return this.byPort;
   }
 
-  private named(name: string): Representor | null {
-    let rep = this.byName.get(name);
-    if (rep === undefined) {
-      rep = readNetdev(join(this.sysfsRoot, 'class', 'net', name), name);
-      this.byName.set(name, rep);
+  /** A PF's uplink representor (phys_port_name pN with a switch id), or null in legacy mode. */
+  uplink(pf: string): Representor | null {
+    let rep = this.uplinkCache.get(pf);
+    if (rep !== undefined) return rep;
+    const port = this.uplinkPorts.get(`pci/${pf}`);
+    const viaDevlink = port?.netdev ? this.named(pf, port.netdev) : null;
+    if (viaDevlink && viaDevlink.switchId !== '') rep = viaDevlink;
+    else {
+      this.scan();
+      rep = this.scannedUplinks.get(pf) ?? null;
     }
+    this.uplinkCache.set(pf, rep);
     return rep;
   }
 
   lookup(pf: string, vfIndex: number): RepresentorLookup {
-    const port = this.devlink.get(`pci/${pf}#${vfIndex}`);
+    const port = this.vfPorts.get(`pci/${pf}#${vfIndex}`);
     if (port?.netdev) {
-      const rep = this.named(port.netdev);
-      // The kernel derives phys_port_name from these devlink attributes; fill it where sysfs has none.
-      const physPortName = rep?.physPortName || (port.pfnum === null ? '' : `pf${port.pfnum}vf${vfIndex}`);
-      if (rep) return { found: { ...rep, physPortName }, via: 'devlink' };
+      // The kernel derives phys_port_name from these same devlink attributes.
+      const rep = this.named(pf, port.netdev, port.pfnum === null ? undefined : `pf${port.pfnum}vf${vfIndex}`);
+      if (rep) return { found: rep, via: 'devlink' };
     }
-    const uplink = this.uplinks.get(pf);
+    const uplink = this.uplink(pf);
     if (!uplink) return { missing: `PF ${pf} has no uplink representor (phys_port_name pN): its eswitch is not in switchdev mode` };
-    const pfnum = UPLINK_PORT.exec(uplink.physPortName)![1];
-    const rep = this.byPort.get(`${uplink.switchId}/pf${pfnum}vf${vfIndex}`);
+    const pfnum = UPLINK_PORT.exec(uplink.physPortName)?.[1] ?? String(port?.pfnum ?? '?');
+    const rep = this.scan().get(`${uplink.switchId}/pf${pfnum}vf${vfIndex}`);
     if (rep) return { found: rep, via: 'sysfs' };
     return { missing: `no representor with phys_port_name pf${pfnum}vf${vfIndex} on switch ${uplink.switchId} (PF ${pf})` };
   }
 }
 
-function devlinkIndex(ports: readonly DevlinkPort[]): Map<string, DevlinkPort> {
-  const index = new Map<string, DevlinkPort>();
-  for (const p of ports) {
-    if (p.flavour === 'pcivf' && !p.external && p.vfnum !== null) index.set(`${p.device}#${p.vfnum}`, p);
-  }
-  return index;
-}
-
 /** The single entry of `<virtio device>/net/`, or null (virtio_net not loaded, or no such device). */
 export function virtioNetdev(virtioDevicePath: string): string | null {
-  const names = readNames(join(virtioDevicePath, 'net'));
+  const names = readNames(`${virtioDevicePath}/net`);
   return !isUnreadable(names) && names.length === 1 ? names[0]! : null;
 }
 
+/** Where each virtio device lives, from the virtio bus: parent directory → [virtioN]. */
+function readVirtioBus(sysfsRoot: string, errors: string[]): Map<string, string[]> {
+  const bus = `${sysfsRoot}/bus/virtio/devices`;
+  const byParent = new Map<string, string[]>();
+  for (const name of busNames(bus, errors)) {
+    const target = readLink(`${bus}/${name}`);
+    if (isUnreadable(target)) continue;
+    const parent = parentOf(target);
+    const list = byParent.get(parent);
+    if (list) list.push(name);
+    else byParent.set(parent, [name]);
+  }
+  return byParent;
+}
+
 function resolveVirtio(
-  raw: RawVdpa,
-  parentChildren: readonly string[],
+  raw: RawVdpa & { dir: string },
+  virtioByParent: ReadonlyMap<string, readonly string[]>,
   virtioBoundOnParent: number,
-  virtioBus: ReadonlyMap<string, string>,
   sysfsRoot: string,
   problems: string[],
 ): VirtioEndpoint | null {
-  const own = raw.entries.filter((e) => VIRTIO_DIR.test(e));
   // virtio_vdpa puts virtioN under the vDPA device's DMA device: the device itself (simulator,
   // newer kernels) or its PCI function (mlx5, vp_vdpa). Under the function it cannot be told
   // which of several vDPA devices it belongs to.
-  let candidates = own.map((e) => join(raw.dir!, e));
-  if (candidates.length === 0 && raw.pciAddress !== null) {
-    if (parentChildren.length > 0 && virtioBoundOnParent > 1) {
+  let found = virtioByParent.get(raw.dir) ?? [];
+  if (found.length === 0 && raw.pciAddress !== null) {
+    found = virtioByParent.get(parentOf(raw.dir)) ?? [];
+    if (found.length > 0 && virtioBoundOnParent > 1) {
       problems.push(`shares PCI function ${raw.pciAddress} with other virtio_vdpa devices; its virtio device cannot be told apart`);
       return null;
     }
-    candidates = parentChildren.map((e) => join(dirname(raw.dir!), e));
   }
-  if (candidates.length === 0) {
-    problems.push('is bound to virtio_vdpa but has no virtio device');
+  if (found.length === 0) {
+    problems.push('is bound to virtio_vdpa but has no virtio device on the virtio bus');
     return null;
   }
-  if (candidates.length > 1) {
-    problems.push(`has several virtio devices (${candidates.map((c) => basename(c)).join(', ')})`);
+  if (found.length > 1) {
+    problems.push(`has several virtio devices (${found.join(', ')})`);
     return null;
   }
-  const dir = candidates[0]!;
-  const device = basename(dir);
-  if (virtioBus.get(device) !== dir) {
-    problems.push(`has ${device}, which is not on the virtio bus (${join(sysfsRoot, 'bus', 'virtio', 'devices', device)})`);
-    return null;
-  }
-  const netdevs = readNames(join(dir, 'net'));
+  const device = found[0]!;
+  const path = `${sysfsRoot}/bus/virtio/devices/${device}`;
+  const netdevs = readNames(`${path}/net`);
   let netdev: string | null = null;
   if (isUnreadable(netdevs) || netdevs.length === 0) problems.push(`has ${device} without a netdev (is the virtio_net module loaded?)`);
   else if (netdevs.length > 1) problems.push(`has ${device} with several netdevs (${netdevs.join(', ')})`);
   else netdev = netdevs[0]!;
-  return { device, path: join(sysfsRoot, 'bus', 'virtio', 'devices', device), netdev };
+  return { device, path, netdev };
 }
 
-function resolveVhost(raw: RawVdpa, devRoot: string, problems: string[]): VhostEndpoint | null {
-  const dirs = raw.entries.filter((e) => VHOST_DIR.test(e));
+function resolveVhost(raw: RawVdpa & { dir: string }, devRoot: string, problems: string[]): VhostEndpoint | null {
+  const names = readNames(raw.dir);
+  if (isUnreadable(names)) {
+    problems.push(describe(names));
+    return null;
+  }
+  const dirs = names.filter((e) => VHOST_DIR.test(e));
   if (dirs.length !== 1) {
     problems.push(dirs.length ? `has several vhost devices (${dirs.join(', ')})` : 'is bound to vhost_vdpa but has no vhost-vdpa-N device');
     return null;
   }
   const name = dirs[0]!;
-  const path = join(devRoot, name);
+  const path = `${devRoot}/${name}`;
   const st = statSync(path, { throwIfNoEntry: false });
   if (!st) problems.push(`has ${name} but ${path} does not exist`);
   else if (!st.isCharacterDevice()) problems.push(`has ${name} but ${path} is not a character device`);
   else {
     // N is reassigned at every boot; a /dev that lags behind sysfs would hand out another device.
-    const dev = readAttr(join(raw.dir!, name, 'dev'));
+    const dev = readAttr(`${raw.dir}/${name}/dev`);
     const rdev = st.rdev;
     const actual = `${Math.floor(rdev / 256) & 0xfff}:${(rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00)}`;
     if (isUnreadable(dev)) problems.push(describe(dev));
@@ -335,26 +415,7 @@ function resolveVhost(raw: RawVdpa, devRoot: string, problems: string[]): VhostE
   return { name, path };
 }
 
-function vdpaDevice(raw: RawVdpa, endpoint: { virtio: VirtioEndpoint | null; vhost: VhostEndpoint | null }): VdpaDevice {
-  const driver = raw.driverName === null ? null : (VDPA_DRIVERS[raw.driverName] ?? null);
-  return {
-    name: raw.name,
-    mgmtDev: raw.mgmtDev,
-    pciAddress: raw.pciAddress,
-    driver,
-    driverName: raw.driverName,
-    virtio: endpoint.virtio,
-    vhost: endpoint.vhost,
-    problems: raw.problems,
-  };
-}
-
-function resolveVdpa(
-  raws: readonly RawVdpa[],
-  pci: ReadonlyMap<string, RawPci>,
-  virtioBus: ReadonlyMap<string, string>,
-  opts: DiscoverOptions,
-): Map<string, VdpaDevice> {
+function resolveVdpa(raws: readonly RawVdpa[], virtioByParent: ReadonlyMap<string, readonly string[]>, opts: DiscoverOptions): Map<string, VdpaDevice> {
   const virtioBound = new Map<string, number>();
   for (const r of raws) {
     if (r.pciAddress !== null && r.driverName === 'virtio_vdpa') virtioBound.set(r.pciAddress, (virtioBound.get(r.pciAddress) ?? 0) + 1);
@@ -363,16 +424,25 @@ function resolveVdpa(
   for (const raw of raws) {
     let virtio: VirtioEndpoint | null = null;
     let vhost: VhostEndpoint | null = null;
-    if (raw.dir !== null) {
-      if (raw.driverName === null) raw.problems.push('is not bound to a driver');
-      else if (raw.driverName === 'virtio_vdpa') {
-        const parent = raw.pciAddress === null ? undefined : pci.get(raw.pciAddress);
-        const children = parent?.virtioChildren ?? [];
-        virtio = resolveVirtio(raw, children, virtioBound.get(raw.pciAddress ?? '') ?? 0, virtioBus, opts.sysfsRoot, raw.problems);
-      } else if (raw.driverName === 'vhost_vdpa') vhost = resolveVhost(raw, opts.devRoot, raw.problems);
-      else raw.problems.push(`is bound to ${raw.driverName}, not to virtio_vdpa or vhost_vdpa`);
+    const { dir, driverName, problems } = raw;
+    if (dir !== null) {
+      const located = { ...raw, dir };
+      if (driverName === null) problems.push('is not bound to a driver');
+      else if (driverName === 'virtio_vdpa') {
+        virtio = resolveVirtio(located, virtioByParent, virtioBound.get(raw.pciAddress ?? '') ?? 0, opts.sysfsRoot, problems);
+      } else if (driverName === 'vhost_vdpa') vhost = resolveVhost(located, opts.devRoot, problems);
+      else problems.push(`is bound to ${driverName}, not to virtio_vdpa or vhost_vdpa`);
     }
-    out.set(raw.name, vdpaDevice(raw, { virtio, vhost }));
+    out.set(raw.name, {
+      name: raw.name,
+      mgmtDev: raw.mgmtDev,
+      pciAddress: raw.pciAddress,
+      driver: driverName === null ? null : (VDPA_DRIVERS[driverName] ?? null),
+      driverName,
+      virtio,
+      vhost,
+      problems,
+    });
   }
   return out;
 }
@@ -395,35 +465,33 @@ export function discover(options: DiscoverOptions): Snapshot {
   const sys = opts.sysfsRoot;
   const errors: string[] = [];
 
-  const virtioBusDir = join(sys, 'bus', 'virtio', 'devices');
-  const virtioBus = new Map<string, string>();
-  for (const name of busNames(virtioBusDir, errors)) {
-    const target = readLink(join(virtioBusDir, name));
-    if (!isUnreadable(target)) virtioBus.set(name, target);
-  }
-
+  const virtioByParent = readVirtioBus(sys, errors);
   const rawVdpa = readVdpaBus(sys, errors);
   const vdpaParents = new Set(rawVdpa.flatMap((r) => (r.pciAddress === null ? [] : [r.pciAddress])));
 
-  const pciBus = join(sys, 'bus', 'pci', 'devices');
+  const pciBus = `${sys}/bus/pci/devices`;
   const pci = new Map<string, RawPci>();
+  const vfIndex = new Map<string, number>();
+  const pfOfVf = new Map<string, string>();
   for (const address of busNames(pciBus, errors)) {
-    const raw = readPciFunction(address, join(pciBus, address), vdpaParents);
-    if (raw) pci.set(address, raw);
+    const raw = readPciFunction(address, `${pciBus}/${address}`, vdpaParents, pfOfVf.get(address));
+    if (!raw) continue;
+    pci.set(address, raw);
+    for (const [vf, index] of raw.virtfns) {
+      vfIndex.set(vf, index);
+      pfOfVf.set(vf, address);
+    }
   }
 
   // A PF is a function with virtfnN links or one that a VF's physfn names.
-  const vfIndex = new Map<string, number>();
-  const pfAddresses = new Set<string>();
+  const pfs = new Map<string, RawPci>();
   for (const raw of pci.values()) {
-    if (raw.virtfns.size) pfAddresses.add(raw.address);
-    if (raw.pf !== null) pfAddresses.add(raw.pf);
-    for (const [vf, index] of raw.virtfns) vfIndex.set(vf, index);
+    if (raw.virtfns.size) pfs.set(raw.address, raw);
+    if (raw.pf !== null && pci.has(raw.pf)) pfs.set(raw.pf, pci.get(raw.pf)!);
   }
-  const pfs = [...pfAddresses].flatMap((a) => pci.get(a) ?? []);
-  const representors = new Representors(sys, pfs, devlinkIndex(opts.devlinkPorts ?? []));
+  const representors = new Representors(sys, pfs, opts.devlinkPorts ?? []);
 
-  const vdpa = resolveVdpa(rawVdpa, pci, virtioBus, opts);
+  const vdpa = resolveVdpa(rawVdpa, virtioByParent, opts);
   const byParent = new Map<string, VdpaDevice[]>();
   for (const d of vdpa.values()) {
     if (d.pciAddress === null) continue;
@@ -443,6 +511,7 @@ export function discover(options: DiscoverOptions): Snapshot {
           ? { missing: `VF index unknown: no virtfnN link of PF ${raw.pf} points at ${raw.address}` }
           : representors.lookup(raw.pf, index);
     }
+    const uplinkOf = raw.pf ?? (pfs.has(raw.address) ? raw.address : null);
     functions.set(raw.address, {
       address: raw.address,
       vendor: raw.vendor,
@@ -454,7 +523,7 @@ export function discover(options: DiscoverOptions): Snapshot {
       vfs: [...raw.virtfns].sort((a, b) => a[1] - b[1]).map(([vf]) => vf),
       netdevs: raw.netdevs,
       vdpaDevices: devices.map((d) => d.name),
-      uplink: representors.uplinks.get(raw.pf ?? raw.address) ?? null,
+      uplink: uplinkOf === null ? null : representors.uplink(uplinkOf),
       representor,
       ...verdict(raw, devices),
     });

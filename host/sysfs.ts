@@ -3,8 +3,8 @@
  * avoid the extra fstat of readFileSync and never throw: a file that cannot be read comes back as
  * an Unreadable value that says why, and the caller turns it into a device's reason.
  */
-import { closeSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { closeSync, openSync, readSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { normalize } from 'node:path';
 
 /** A PCI function's name in sysfs (domain:bus:device.function; domains above ffff exist, e.g. VMD). */
 export const PCI_ADDRESS = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
@@ -60,17 +60,39 @@ export function readNames(dir: string): string[] | Unreadable {
 /**
  * Where a sysfs link points, resolved against the link's directory. sysfs links are relative and
  * their directories are real, so this is what realpath would say, without walking each component.
+ * `path` must be absolute and normalized.
  */
 export function readLink(path: string): string | Unreadable {
+  let target: string;
   try {
-    return resolve(dirname(path), readlinkSync(path));
+    target = readlinkSync(path);
   } catch (err) {
     return failure(path, err);
   }
+  // Fast path for the kernel's form, `../../../devices/…`: drop one directory per leading `../`.
+  let dir = parentOf(path);
+  let i = 0;
+  while (target.startsWith('../', i)) {
+    dir = parentOf(dir);
+    i += 3;
+  }
+  const rest = target.slice(i);
+  if (!target.startsWith('/') && !/(^|\/)\.\.?(\/|$)|\/\/|^\//.test(rest)) return rest ? `${dir}/${rest}` : dir;
+  return normalize(target.startsWith('/') ? target : `${parentOf(path)}/${target}`);
 }
 
-/** The last component of a link's target (`driver` → `mlx5_core`), or null when there is no link. */
-export function linkName(path: string): string | null {
-  const target = readLink(path);
-  return typeof target === 'string' ? basename(target) : null;
+/** The last component of a path (path.basename without its argument checks; hot in discovery). */
+export function leaf(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+/** The directory part of an absolute, normalized path. */
+export function parentOf(path: string): string {
+  const slash = path.lastIndexOf('/');
+  return slash > 0 ? path.slice(0, slash) : '/';
+}
+
+/** Whether a path exists; only asked on error paths, to tell a dangling link from a missing file. */
+export function exists(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false }) !== undefined;
 }

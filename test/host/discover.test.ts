@@ -291,15 +291,16 @@ test('VFs added later are discovered with their index and representor', () => {
 });
 
 test('broken tree: every damaged device is reported, discovery goes on', () => {
-  const fx = fixture({ pfs: [{ vfs: [{}, {}, {}, { vdpa: 'vhost' }, { vdpa: 'vhost' }, { vdpa: 'vhost' }, {}, {}] }], simulator: {} });
+  const fx = fixture({ pfs: [{ vfs: [{}, {}, {}, { vdpa: 'vhost' }, { vdpa: 'vhost' }, { vdpa: 'vhost' }, {}, {}, {}] }], simulator: {} });
   const vfs = fx.vfs;
   const sys = fx.sysfsRoot;
   const dir = (pci: string) => join(sys, 'bus/pci/devices', pci);
-  // 0: vendor attribute gone; 1: numa_node unparsable; 2: `device` cannot be read (EISDIR)
-  unlinkSync(join(dir(vfs[0]!.pci), 'vendor'));
+  // 0: uevent gone; 1: numa_node unparsable; 2: uevent cannot be read (EISDIR); 8: uevent without PCI_ID
+  unlinkSync(join(dir(vfs[0]!.pci), 'uevent'));
   writeFileSync(join(dir(vfs[1]!.pci), 'numa_node'), 'zero\n');
-  unlinkSync(join(dir(vfs[2]!.pci), 'device'));
-  mkdirSync(join(dir(vfs[2]!.pci), 'device'));
+  unlinkSync(join(dir(vfs[2]!.pci), 'uevent'));
+  mkdirSync(join(dir(vfs[2]!.pci), 'uevent'));
+  writeFileSync(join(dir(vfs[8]!.pci), 'uevent'), 'DRIVER=mlx5_core\nPCI_CLASS=20000\n');
   // 3: /dev node missing; 4: /dev node is a regular file; 5: /dev node of another device
   unlinkSync(vfs[3]!.vhost!);
   unlinkSync(vfs[4]!.vhost!);
@@ -318,16 +319,17 @@ test('broken tree: every damaged device is reported, discovery goes on', () => {
   const reason = (i: number) => fn(s, vfs[i]!.pci).reason ?? '';
   // Reasons name the device's own directory, as realpath shows it.
   const real = (i: number, attr: string) => join(realpathSync(dir(vfs[i]!.pci)), attr);
-  assert.equal(reason(0), `${real(0, 'vendor')} is missing`);
+  assert.equal(reason(0), `${real(0, 'uevent')} is missing`);
   assert.equal(reason(1), `${real(1, 'numa_node')}: "zero" is not a number`);
-  assert.equal(reason(2), `cannot read ${real(2, 'device')} (EISDIR)`);
+  assert.equal(reason(2), `cannot read ${real(2, 'uevent')} (EISDIR)`);
+  assert.equal(reason(8), `${real(8, 'uevent')} has no valid PCI_ID`);
   const dev = (i: number) => `vDPA device ${vfs[i]!.vdpa[0]} has ${vfs[i]!.vhost!.split('/').pop()}`;
   assert.equal(reason(3), `${dev(3)} but ${vfs[3]!.vhost} does not exist`);
   assert.equal(reason(4), `${dev(4)} but ${vfs[4]!.vhost} is not a character device`);
   assert.equal(reason(5), `${dev(5)} (237:99) but ${vfs[5]!.vhost} is 237:${vfs[5]!.vhost!.split('-').pop()}`);
-  assert.equal(reason(6), `vDPA device ${vfs[6]!.vdpa[0]} has ${vfs[6]!.virtio}, which is not on the virtio bus (${join(sys, 'bus/virtio/devices', vfs[6]!.virtio!)})`);
+  assert.equal(reason(6), `vDPA device ${vfs[6]!.vdpa[0]} is bound to virtio_vdpa but has no virtio device on the virtio bus`);
   assert.equal(reason(7), `vDPA device ${vfs[7]!.vdpa[0]} has ${vfs[7]!.virtio} without a netdev (is the virtio_net module loaded?)`);
-  for (let i = 0; i < 8; i++) assert.equal(fn(s, vfs[i]!.pci).usable, false, `VF ${i} unusable`);
+  for (let i = 0; i < 9; i++) assert.equal(fn(s, vfs[i]!.pci).usable, false, `VF ${i} unusable`);
 
   const dangling = fn(s, '0000:66:00.0');
   assert.equal(dangling.usable, false);
@@ -336,7 +338,7 @@ test('broken tree: every damaged device is reported, discovery goes on', () => {
   assert.match(s.vdpa.get('vdpa78')!.problems[0]!, /bus\/vdpa\/devices\/vdpa78 \(EINVAL\)$/);
   // Undamaged parts are intact.
   assert.equal(s.vdpa.get(fx.simulator!.vdpa)?.problems, []);
-  assert.equal(fn(s, fx.pfs[0]!.pci).vfs.length, 8);
+  assert.equal(fn(s, fx.pfs[0]!.pci).vfs.length, 9);
   const rep = fn(s, vfs[0]!.pci).representor;
   assert.equal(rep && 'found' in rep ? rep.found.name : rep, vfs[0]!.representor);
 });

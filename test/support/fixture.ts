@@ -6,7 +6,8 @@
  *
  * Layout (under <root>/sys unless noted; PF 0000:65:00.0, VFs from 0000:65:00.2):
  *   devices/pci0000:64/0000:64:00.0/                 root port (class 0x060400), parent of the PFs
- *     <PF>/  vendor 0x15b3, device 0x101d, class 0x020000, numa_node, sriov_totalvfs, sriov_numvfs,
+ *     <PF>/  vendor 0x15b3, device 0x101d, class 0x020000, uevent (DRIVER, PCI_CLASS, PCI_ID, …),
+ *            numa_node, sriov_totalvfs, sriov_numvfs,
  *            driver → bus/pci/drivers/mlx5_core, subsystem → bus/pci, virtfnN → ../<VF>,
  *            net/<uplink>/ (phys_port_name pN) and, in switchdev mode, net/<representor>/ per VF
  *            (phys_port_name pfMvfN); both with phys_switch_id (shared by the PFs of one card),
@@ -32,7 +33,7 @@
  *   fx.cleanup();
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import type { DevlinkPort } from '../../host/devlink.js';
@@ -75,7 +76,7 @@ export interface FixtureSpec {
   readonly simulator?: { readonly vdpa?: 'virtio' | 'vhost' | 'unbound'; readonly netdev?: string };
   /** A plain PCI function (vp_vdpa in a VM) with its own vDPA device and no PF. */
   readonly plainFunction?: { readonly vdpa?: FixtureVdpaType; readonly netdev?: string };
-  /** Where to create the temporary root; default os.tmpdir(). */
+  /** Where to create the temporary root; default /dev/shm (tmpfs), else os.tmpdir(). */
   readonly tmpDir?: string;
 }
 
@@ -191,6 +192,19 @@ interface PfModel {
   readonly vfs: VfModel[];
 }
 
+/**
+ * tmpfs when there is one: in memory like sysfs, and a 254-VF tree builds there in a fraction of
+ * the time it takes on a journaling disk filesystem.
+ */
+function defaultTmpDir(): string {
+  try {
+    accessSync('/dev/shm', constants.W_OK);
+    return '/dev/shm';
+  } catch {
+    return tmpdir();
+  }
+}
+
 function pciAddress(rid: number): string {
   const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
   return `0000:${hex(rid >> 8, 2)}:${hex((rid >> 3) & 0x1f, 2)}.${rid & 7}`;
@@ -213,7 +227,7 @@ class FixtureTree implements Fixture {
   private pendingNodes: string[] = [];
 
   constructor(spec: FixtureSpec) {
-    this.root = mkdtempSync(join(spec.tmpDir ?? tmpdir(), 'vdpa-fixture-'));
+    this.root = mkdtempSync(join(spec.tmpDir ?? defaultTmpDir(), 'vdpa-fixture-'));
     this.sysfsRoot = join(this.root, 'sys');
     this.devRoot = join(this.root, 'dev');
     try {
@@ -290,14 +304,33 @@ class FixtureTree implements Fixture {
     this.netdevDirs.delete(name);
   }
 
-  private pciDevice(dir: string, ids: { vendor: string; device: string; cls: string; numa: number }): void {
-    this.attr(dir, 'vendor', ids.vendor);
-    this.attr(dir, 'device', ids.device);
-    this.attr(dir, 'class', ids.cls);
+  private pciDevice(dir: string, ids: { vendor: number; device: number; cls: number; numa: number; driver: string }): void {
+    const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
+    const up = (n: number, w: number) => hex(n, w).toUpperCase();
+    this.attr(dir, 'vendor', `0x${hex(ids.vendor, 4)}`);
+    this.attr(dir, 'device', `0x${hex(ids.device, 4)}`);
+    this.attr(dir, 'subsystem_vendor', `0x${hex(ids.vendor, 4)}`);
+    this.attr(dir, 'subsystem_device', '0x0023');
+    this.attr(dir, 'class', `0x${hex(ids.cls, 6)}`);
     this.attr(dir, 'numa_node', ids.numa);
     this.attr(dir, 'driver_override', '(null)');
+    const [base, sub, prog] = [ids.cls >> 16, (ids.cls >> 8) & 0xff, ids.cls & 0xff].map((n) => up(n, 2));
+    // What pci_uevent() prints, after the driver core's DRIVER= line.
+    this.attr(
+      dir,
+      'uevent',
+      [
+        `DRIVER=${ids.driver}`,
+        `PCI_CLASS=${up(ids.cls, 4)}`,
+        `PCI_ID=${up(ids.vendor, 4)}:${up(ids.device, 4)}`,
+        `PCI_SUBSYS_ID=${up(ids.vendor, 4)}:0023`,
+        `PCI_SLOT_NAME=${basename(dir)}`,
+        `MODALIAS=pci:v0000${up(ids.vendor, 4)}d0000${up(ids.device, 4)}sv0000${up(ids.vendor, 4)}sd00000023bc${base}sc${sub}i${prog}`,
+      ].join('\n'),
+    );
     this.link(join(dir, 'subsystem'), this.path('bus', 'pci'));
     this.link(this.path('bus', 'pci', 'devices', basename(dir)), dir);
+    this.bindDriver('pci', ids.driver, dir);
   }
 
   /** Character device nodes are made in one process at the end of each change. */
@@ -384,10 +417,9 @@ class FixtureTree implements Fixture {
     if (index >= pf.totalVfs) throw new Error(`fixture: PF ${pf.pci} has sriov_totalvfs ${pf.totalVfs}`);
     const pci = pciAddress(pf.firstVfRid + index);
     const dir = join(dirname(pf.dir), pci);
-    this.pciDevice(dir, { vendor: '0x15b3', device: '0x101e', cls: '0x020000', numa: pf.numa });
+    this.pciDevice(dir, { vendor: 0x15b3, device: 0x101e, cls: 0x020000, numa: pf.numa, driver: 'mlx5_core' });
     this.link(join(dir, 'physfn'), pf.dir);
     this.link(join(pf.dir, `virtfn${index}`), dir);
-    this.bindDriver('pci', 'mlx5_core', dir);
     const vendorNetdev = spec.vendorNetdev === true ? `${pf.base}v${index}` : spec.vendorNetdev || null;
     if (vendorNetdev) this.netdev(dir, vendorNetdev);
     const representor = pf.switchdev ? (spec.representor ?? `${pf.base}_${index}`) : null;
@@ -418,8 +450,7 @@ class FixtureTree implements Fixture {
     }
     mkdirSync(this.devRoot, { recursive: true });
     const rootPort = this.path('devices', 'pci0000:64', '0000:64:00.0');
-    this.pciDevice(rootPort, { vendor: '0x8086', device: '0x347a', cls: '0x060400', numa: 0 });
-    this.bindDriver('pci', 'pcieport', rootPort);
+    this.pciDevice(rootPort, { vendor: 0x8086, device: 0x347a, cls: 0x060400, numa: 0, driver: 'pcieport' });
 
     // The first VF sits at routing-ID offset 2 from PF 0 (as on a dual-port ConnectX), then VFs of each PF in turn.
     let nextRid = (PF_BUS << 8) + Math.max(2, spec.pfs.length);
@@ -443,10 +474,9 @@ class FixtureTree implements Fixture {
       };
       nextRid += totalVfs;
       this.pfModels.push(pf);
-      this.pciDevice(pf.dir, { vendor: '0x15b3', device: '0x101d', cls: '0x020000', numa: pf.numa });
+      this.pciDevice(pf.dir, { vendor: 0x15b3, device: 0x101d, cls: 0x020000, numa: pf.numa, driver: 'mlx5_core' });
       this.attr(pf.dir, 'sriov_totalvfs', totalVfs);
       this.attr(pf.dir, 'sriov_numvfs', 0);
-      this.bindDriver('pci', 'mlx5_core', pf.dir);
       // Legacy mode: the kernel has a port name for the uplink but no switch id.
       this.netdev(pf.dir, pf.uplink, pf.switchdev ? { phys_port_name: `p${p}`, phys_switch_id: SWITCH_ID } : { phys_port_name: `p${p}` });
       for (const vfSpec of specs) this.addVf(pf, vfSpec);
@@ -454,8 +484,7 @@ class FixtureTree implements Fixture {
 
     if (spec.plainFunction) {
       const dir = this.path('devices', 'pci0000:00', '0000:00:05.0');
-      this.pciDevice(dir, { vendor: '0x1af4', device: '0x1041', cls: '0x020000', numa: -1 });
-      this.bindDriver('pci', 'vp_vdpa', dir);
+      this.pciDevice(dir, { vendor: 0x1af4, device: 0x1041, cls: 0x020000, numa: -1, driver: 'vp_vdpa' });
       const type = spec.plainFunction.vdpa ?? 'virtio';
       if (type !== 'none') {
         this.plain = this.createVdpa(dir, '0000:00:05.0', this.newVdpaName(), spec.plainFunction.netdev ?? null);
