@@ -74,9 +74,9 @@ function busNames(dir: string, errors: string[]): string[] {
   return [];
 }
 
-/** A failed read inside a device directory: the whole device is gone when its bus link dangles. */
-function missingOrDangling(u: Unreadable, link: string, dir: string): string {
-  return u.code === 'missing' && !exists(dir) ? `${link} is a dangling link` : describe(u);
+/** A failed read inside a device directory means the whole device is gone when its bus link dangles. */
+function dangles(u: Unreadable, dir: string): boolean {
+  return u.code === 'missing' && !exists(dir);
 }
 
 /**
@@ -133,13 +133,12 @@ function readVdpaBus(sysfsRoot: string, errors: string[]): RawVdpa[] {
     }
     const driver = readLink(`${dir}/driver`);
     if (isUnreadable(driver)) {
-      const why = missingOrDangling(driver, link, dir);
-      if (why.endsWith('dangling link')) {
-        problems.push(why);
+      if (dangles(driver, dir)) {
+        problems.push(`${link} is a dangling link`);
         return unknown;
       }
       // No driver link is the normal unbound state; any other failure is a problem of its own.
-      if (driver.code !== 'missing') problems.push(why);
+      if (driver.code !== 'missing') problems.push(describe(driver));
     }
     const parentDir = parentOf(dir);
     const parent = leaf(parentDir);
@@ -191,9 +190,11 @@ function readPciFunction(address: string, link: string, vdpaParents: ReadonlySet
   let id: RegExpExecArray | null = null;
   let driver: string | null = null;
   if (isUnreadable(uevent)) {
-    const why = missingOrDangling(uevent, link, dir);
-    problems.push(why);
-    if (why.endsWith('dangling link')) return broken(dir);
+    if (dangles(uevent, dir)) {
+      problems.push(`${link} is a dangling link`);
+      return broken(dir);
+    }
+    problems.push(describe(uevent));
   } else {
     const props = parseUevent(uevent);
     const cls = props.get('PCI_CLASS');

@@ -193,6 +193,8 @@ test('devlink first, sysfs as the fallback', () => {
   });
   const r1 = fn(withDevlink, fx.vfs[1]!.pci).representor;
   assert.equal(r1 && 'found' in r1 ? r1.via : r1, 'devlink');
+  assert.equal(fn(withDevlink, fx.vfs[1]!.pci).uplink?.name, 'enp101s0f0np0', 'uplink from the devlink physical port');
+  assert.equal(fn(withDevlink, fx.pfs[0]!.pci).uplink?.physPortName, 'p0');
 
   const sysfsOnly = scan(fx);
   assert.equal(fn(sysfsOnly, fx.vfs[0]!.pci).representor, {
