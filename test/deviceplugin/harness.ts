@@ -44,9 +44,16 @@ export interface LogLine {
 
 /** A config file and a DeviceInfo directory that outlive one plugin process. */
 export class Workspace {
-  readonly dir = mkdtempSync(join(tmpdir(), 'vdpa-dp-'));
-  readonly configPath = join(this.dir, 'config.json');
-  readonly devinfoDir = join(this.dir, 'devinfo');
+  readonly dir: string;
+  readonly configPath: string;
+  readonly devinfoDir: string;
+
+  /** `base`: where to create it (the benchmark puts DeviceInfo on tmpfs, as /var/run is). */
+  constructor(base: string = tmpdir()) {
+    this.dir = mkdtempSync(join(base, 'vdpa-dp-'));
+    this.configPath = join(this.dir, 'config.json');
+    this.devinfoDir = join(this.dir, 'devinfo');
+  }
 
   /** An object is written as JSON, a string as it is; replaced by a rename, as editors and kubectl do. */
   writeConfig(config: unknown): void {
