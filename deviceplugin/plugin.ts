@@ -34,7 +34,10 @@ import { Debounced, DirWatch, WatchSet } from './watch.js';
 const TICK_MS = 4_000;
 const MAX_DEFER_MS = 1_000;
 const BUSY_MS = 100;
-const NODE_EVENT_DEBOUNCE_MS = 30;
+/** A burst of node events (one rebind touches several files) is read by one scan this much later. */
+const NODE_EVENT_DELAY_MS = 30;
+/** Event-driven scans leave the loop free this many times their own duration in between. */
+const SCAN_GAP_FACTOR = 4;
 const CONFIG_EVENT_DEBOUNCE_MS = 100;
 
 export interface PluginOptions {
@@ -72,12 +75,17 @@ export class Plugin {
   /** Node events arrived since the last scan: Allocate rescans before answering. */
   private dirty = false;
   private lastErrors = '';
+  /** Functions and vDPA devices of the last scan, to act only when that set changes. */
   private deviceSet = '';
+  private cleanedFor = '';
+  private devlinkFor: string | null = null;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  private lastScanEnd = 0;
+  private lastScanMs = 0;
   private readonly store: DeviceInfoStore;
   private readonly socketWatch: WatchSet;
   private readonly nodeWatch: WatchSet;
   private readonly configWatch: DirWatch;
-  private readonly rescanSoon: Debounced;
   private readonly reloadSoon: Debounced;
   private tick: NodeJS.Timeout | null = null;
   private lastAllocateAt = -Infinity;
@@ -93,7 +101,6 @@ export class Plugin {
       write: (path, ep) => writeDeviceInfo(path, deviceInfoFromEndpoint(ep)),
       remove: removeDeviceInfo,
     };
-    this.rescanSoon = new Debounced(() => this.rescan('node changed'), NODE_EVENT_DEBOUNCE_MS);
     this.reloadSoon = new Debounced(() => this.reloadConfig(), CONFIG_EVENT_DEBOUNCE_MS);
     this.socketWatch = new WatchSet((_dir, name) => this.onSocketEvent(name));
     this.nodeWatch = new WatchSet((dir, name) => this.onNodeEvent(dir, name));
@@ -164,12 +171,30 @@ export class Plugin {
     if (this.stopped) return;
     if (dir === resolve(this.opts.flags.devRoot) && name !== null && !name.startsWith('vhost-vdpa-')) return;
     this.dirty = true;
-    this.rescanSoon.trigger();
+    this.scheduleRescan();
   }
 
-  /** devlink describes the real machine: with a fixture sysfs root it would describe the wrong node. */
+  /**
+   * One pending scan sees every change made before it runs. The gap after the previous scan keeps
+   * an event storm (a fixture tree, a busy /dev) from spending more than a fifth of the CPU on
+   * scans; Allocate does not wait for it, since it rescans itself when the node is dirty.
+   */
+  private scheduleRescan(): void {
+    if (this.rescanTimer) return;
+    const wait = Math.max(NODE_EVENT_DELAY_MS, this.lastScanEnd + SCAN_GAP_FACTOR * this.lastScanMs - performance.now());
+    this.rescanTimer = setTimeout(() => {
+      this.rescanTimer = null;
+      this.rescan('node changed');
+    }, wait);
+  }
+
+  /**
+   * devlink ports, asked again only when the set of devices changed (it runs a process).
+   * devlink describes the real machine: with a fixture sysfs root it would describe the wrong node.
+   */
   private async refreshDevlink(): Promise<void> {
-    if (resolve(this.opts.flags.sysfsRoot) !== '/sys') return;
+    if (resolve(this.opts.flags.sysfsRoot) !== '/sys' || this.devlinkFor === this.deviceSet) return;
+    this.devlinkFor = this.deviceSet;
     this.devlinkPorts = await listDevlinkPorts();
   }
 
@@ -189,7 +214,8 @@ export class Plugin {
     if (this.stopped) return;
     const { flags, metrics } = this.opts;
     this.dirty = false;
-    this.rescanSoon.cancel();
+    if (this.rescanTimer) clearTimeout(this.rescanTimer);
+    this.rescanTimer = null;
     const started = performance.now();
     let snapshot: Snapshot;
     try {
@@ -199,7 +225,9 @@ export class Plugin {
       this.log.error('discovery failed; keeping the last view of the node', { error: err });
       return;
     }
-    const seconds = (performance.now() - started) / 1000;
+    this.lastScanEnd = performance.now();
+    this.lastScanMs = this.lastScanEnd - started;
+    const seconds = this.lastScanMs / 1000;
     metrics.discoverySeconds.observe(seconds);
     if (snapshot.errors.length) metrics.discoveryErrors.inc(snapshot.errors.length);
     const errors = snapshot.errors.join('\n');
@@ -208,6 +236,7 @@ export class Plugin {
       this.lastErrors = errors;
     }
     this.snapshot = snapshot;
+    this.deviceSet = [...snapshot.functions.keys(), ...snapshot.vdpa.keys()].join();
     this.log.debug('rescanned', { reason, ms: Math.round(seconds * 1000), functions: snapshot.functions.size });
     this.applyPools(buildPools({ snapshot, endpoints: usableEndpoints(snapshot), config: this.config, previous: this.pools }));
     this.watchNode();
@@ -250,9 +279,8 @@ export class Plugin {
    */
   private cleanupDeviceInfo(): void {
     const s = this.snapshot;
-    const deviceSet = [...s.functions.keys(), ...s.vdpa.keys()].join();
-    if (deviceSet === this.deviceSet || s.errors.length) return;
-    this.deviceSet = deviceSet;
+    if (this.deviceSet === this.cleanedFor || s.errors.length) return;
+    this.cleanedFor = this.deviceSet;
     const dir = join(this.opts.flags.devinfoDir, 'dp');
     let names: string[];
     try {
@@ -332,7 +360,7 @@ export class Plugin {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.tick) clearTimeout(this.tick);
-    this.rescanSoon.cancel();
+    if (this.rescanTimer) clearTimeout(this.rescanTimer);
     this.reloadSoon.cancel();
     this.socketWatch.close();
     this.nodeWatch.close();
