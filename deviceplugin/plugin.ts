@@ -37,7 +37,7 @@ const BUSY_MS = 100;
 /** A burst of node events (one rebind touches several files) is read by one scan this much later. */
 const NODE_EVENT_DELAY_MS = 30;
 /** Event-driven scans leave the loop free this many times their own duration in between. */
-const SCAN_GAP_FACTOR = 4;
+const SCAN_GAP_FACTOR = 2;
 const CONFIG_EVENT_DEBOUNCE_MS = 100;
 
 export interface PluginOptions {
@@ -176,7 +176,7 @@ export class Plugin {
 
   /**
    * One pending scan sees every change made before it runs. The gap after the previous scan keeps
-   * an event storm (a fixture tree, a busy /dev) from spending more than a fifth of the CPU on
+   * an event storm (a fixture tree, a busy /dev) from spending more than a third of the CPU on
    * scans; Allocate does not wait for it, since it rescans itself when the node is dirty.
    */
   private scheduleRescan(): void {

@@ -19,7 +19,10 @@
  * here (no network to fetch it, and it needs a real vDPA bus), so figures are absolute against the
  * targets: Allocate p99 < 5 ms, update < 1 s, RSS < 80 MB.
  *
- *   npm run bench deviceplugin [-- --rounds N] [--json]
+ *   npm run bench deviceplugin [-- --rounds N] [--node-options "<flags>"] [--json]
+ *
+ * --node-options sets NODE_OPTIONS for the plugin and the baseline server (not for this process),
+ * e.g. "--max-semi-space-size=1" to see what a smaller V8 young generation does to RSS.
  */
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
@@ -126,6 +129,9 @@ async function main(): Promise<void> {
   const rounds = i < 0 ? 20 : Number(process.argv[i + 1]);
   if (!Number.isInteger(rounds) || rounds <= 0) throw new Error('--rounds: must be a positive integer');
   const json = process.argv.includes('--json');
+  const o = process.argv.indexOf('--node-options');
+  const nodeOptions = o < 0 ? '' : process.argv[o + 1]!;
+  const env = nodeOptions ? { NODE_OPTIONS: nodeOptions } : {};
   const VFS = 127;
 
   const fx = buildFixture({
@@ -144,14 +150,17 @@ async function main(): Promise<void> {
   const kubelet = await KubeletStandIn.start();
   let plugin: PluginProcess | null = null;
   const baselineSocket = join(ws.dir, 'baseline.sock');
-  const baseline = spawn(process.execPath, [process.argv[1]!, BASELINE_FLAG, baselineSocket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const baseline = spawn(process.execPath, [process.argv[1]!, BASELINE_FLAG, baselineSocket], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
   try {
     // Start-up: process spawn → both pools' full lists on the kubelet's streams.
     const t0 = performance.now();
     // Warn level: an info line per Allocate would put 12 000 lines through the pipe being measured.
     const metricsAddr = `127.0.0.1:${await freePort()}`;
     const args = ['--log-level', 'warn', '--metrics-addr', metricsAddr];
-    plugin = PluginProcess.start({ ws, sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, kubeletDir: kubelet.dir, args });
+    plugin = PluginProcess.start({ ws, sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, kubeletDir: kubelet.dir, args, env });
     const virtio = await kubelet.waitForPlugin('bench.example.com/virtio', 1, 30_000);
     const vhost = await kubelet.waitForPlugin('bench.example.com/vhost', 1, 30_000);
     await virtio.stream.waitFor((d) => d.length === VFS, 30_000);
@@ -246,6 +255,7 @@ async function main(): Promise<void> {
     };
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(`device plugin: 2 PFs × ${VFS} VFs (127 virtio + 127 vhost vDPA devices), Node ${process.version}, ${process.arch}, load average ${load}`);
+    if (nodeOptions) console.log(`NODE_OPTIONS for the plugin and the baseline: ${nodeOptions}`);
     console.log(`start → both full lists on the kubelet's streams: ${startupMs.toFixed(0)} ms; discovery inside the plugin: ${discoveryMeanMs.toFixed(1)} ms mean over ${discoveries} passes`);
     console.log('');
     console.log(`| ${'what (ms)'.padEnd(44)} |     n |      p50 |      p99 |      max |`);

@@ -77,6 +77,8 @@ export interface PluginRunOptions {
   /** Serve metrics on an ephemeral port (see metricsUrl). Default off. */
   readonly metrics?: boolean;
   readonly args?: readonly string[];
+  /** Extra environment (NODE_OPTIONS, …) on top of this process's. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export class PluginProcess {
@@ -85,8 +87,11 @@ export class PluginProcess {
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly proc: ChildProcess;
 
-  private constructor(readonly args: readonly string[]) {
-    this.proc = spawn(pluginBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  private constructor(
+    readonly args: readonly string[],
+    env: NodeJS.ProcessEnv = {},
+  ) {
+    this.proc = spawn(pluginBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.proc.on('error', (err) => this.logs.push({ level: 'raw', msg: `spawn failed: ${err.message}` }));
     let partial = '';
     this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -108,7 +113,8 @@ export class PluginProcess {
   }
 
   static start(o: PluginRunOptions): PluginProcess {
-    return PluginProcess.run([
+    return PluginProcess.run(
+      [
       '--config', o.ws.configPath,
       '--kubelet-dir', o.kubeletDir,
       '--plugins-registry-dir', o.registryDir ?? join(o.ws.dir, 'no-plugins-registry'),
@@ -118,12 +124,14 @@ export class PluginProcess {
       '--dev-root', o.devRoot,
       '--metrics-addr', o.metrics ? '127.0.0.1:0' : '',
       ...(o.args ?? []),
-    ]);
+      ],
+      o.env,
+    );
   }
 
   /** The binary with exactly these arguments. */
-  static run(args: readonly string[]): PluginProcess {
-    return new PluginProcess(args);
+  static run(args: readonly string[], env?: NodeJS.ProcessEnv): PluginProcess {
+    return new PluginProcess(args, env);
   }
 
   get pid(): number {
