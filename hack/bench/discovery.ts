@@ -8,7 +8,8 @@
  * ratio says what reading and joining the attributes costs on top of visiting them. (`vdpa -j dev
  * show` cannot be a baseline here: it needs a real vDPA bus.)
  *
- *   npm run bench -- discovery [--iterations N] [--vfs N] [--json]
+ *   npm run bench -- discovery [--iterations N] [--vfs N] [--tmpdir DIR] [--json]
+ * The fixture is on /dev/shm (tmpfs, in memory like sysfs) unless --tmpdir puts it elsewhere.
  */
 import { readdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -27,6 +28,8 @@ function flag(name: string, fallback: number): number {
 const iterations = flag('iterations', 300);
 const vfsPerPf = flag('vfs', 127);
 const json = process.argv.includes('--json');
+const tmpDirAt = process.argv.indexOf('--tmpdir');
+const tmpDir = tmpDirAt < 0 ? undefined : process.argv[tmpDirAt + 1];
 const TARGET_MS = 50;
 
 interface Stats {
@@ -68,7 +71,7 @@ function listTree(dir: string): number {
 
 const vfs = Array.from({ length: vfsPerPf }, (_, i) => ({ vdpa: i % 2 ? ('vhost' as const) : ('virtio' as const) }));
 const t0 = Date.now();
-const fx = buildFixture({ pfs: [{ vfs, totalVfs: vfsPerPf, numa: 0 }, { vfs, totalVfs: vfsPerPf, numa: 1 }] });
+const fx = buildFixture({ pfs: [{ vfs, totalVfs: vfsPerPf, numa: 0 }, { vfs, totalVfs: vfsPerPf, numa: 1 }], ...(tmpDir ? { tmpDir } : {}) });
 const buildMs = Date.now() - t0;
 try {
   const opts = { sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot };
