@@ -4,14 +4,14 @@
  * to the state file before it touches the host; a failure undoes the steps begun, in reverse.
  */
 import { acquireLock } from '../host/lock.js';
-import { ip, isNetworkNamespace, type Link } from '../host/netns.js';
+import { ip, isNetworkNamespace, readHostLink, type Link } from '../host/netns.js';
 import type { VdpaEndpoint } from '../host/snapshot.js';
 import { listStates, removeState, writeState, type AttachmentState, type Step } from '../host/state.js';
 import { ipamCall, LOCK_TIMEOUT_MS, type CallContext } from './context.js';
 import { CniError, ErrorCode, toCniError } from './errors.js';
 import { ipamAdd, ipamPlugin } from './ipam.js';
 import { expandIfaceId } from './netconf.js';
-import { hostLink, markFor, moveIntoPod } from './netdev.js';
+import { markFor, moveCommand, podCommands, tempName } from './netdev.js';
 import type { OvsdbClient } from '../host/ovsdb.js';
 import { connectOvs, plug, unplug, waitForOvn } from './port.js';
 import { findOwnedPorts } from '../host/ovs.js';
@@ -29,12 +29,15 @@ class Journal {
     writeState(stateDir, state);
   }
 
-  async step<T>(step: Step, fn: () => Promise<T>): Promise<T> {
-    this.state = { ...this.state, steps: [...this.state.steps, step] };
-    writeState(this.stateDir, this.state);
-    await testPause(`before:${step}`);
+  /** Records `steps` as begun, then runs the host change that makes them. */
+  async step<T>(steps: readonly Step[], fn: () => Promise<T>): Promise<T> {
+    if (steps.length) {
+      this.state = { ...this.state, steps: [...this.state.steps, ...steps] };
+      writeState(this.stateDir, this.state);
+    }
+    for (const s of steps) await testPause(`before:${s}`);
     const out = await fn();
-    await testPause(`after:${step}`);
+    for (const s of steps) await testPause(`after:${s}`);
     return out;
   }
 
@@ -95,9 +98,9 @@ async function removeLeftoverPort(ctx: CallContext, client: OvsdbClient, rep: st
 }
 
 /** The pod-side netdev as it is in the host now; it must be there to be handed out. */
-async function readNetdev(ep: VdpaEndpoint): Promise<Link | null> {
+function readNetdev(ep: VdpaEndpoint): Link | null {
   if (!ep.netdev) return null;
-  const link = await hostLink(ep.netdev);
+  const link = readHostLink(ep.netdev);
   if (!link) {
     throw new CniError(
       ErrorCode.InvalidConfig,
@@ -134,15 +137,22 @@ function buildResult(
   };
 }
 
+/**
+ * The host changes, in the order that lets OVN work while we do: the port goes in first (OVSDB),
+ * then one `ip` process moves the netdev into the pod and brings the representor up (only after
+ * its port exists, see ovn.md), then one more configures the netdev inside the pod.
+ */
 async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null): Promise<Result> {
   const { env, conf, log } = ctx;
   const plugging = conf.bridge !== '';
   const ipam = ipamCall(ctx);
-  const [netdev, rep] = await Promise.all([readNetdev(ep), plugging && ep.representor ? hostLink(ep.representor) : null]);
+  const netdev = readNetdev(ep);
+  const rep = plugging && ep.representor ? readHostLink(ep.representor) : null;
   if (plugging && !rep) {
     throw new CniError(ErrorCode.InvalidConfig, `representor ${ep.representor} of ${ep.pciAddress} is not in the host network namespace`);
   }
   const mac = conf.mac ?? netdev?.mac ?? null;
+  const tmpName = tempName();
   const journal = new Journal(ctx.paths.stateDir, {
     containerId: env.containerId,
     ifname: env.ifname,
@@ -164,24 +174,18 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
   try {
     // An IPAM plugin whose ADD fails has released what it took (its side of the contract).
     const ipamResult = ipam
-      ? await journal.step('ipam', () =>
+      ? await journal.step(['ipam'], () =>
           ipamAdd(ipam).catch((err: unknown) => {
             journal.forget('ipam');
             throw err;
           }),
         )
       : EMPTY_RESULT;
-    if (netdev && ep.netdev) {
-      const name = ep.netdev;
-      await journal.step('netdev', () =>
-        moveIntoPod({ netdev: name, netns: env.netns, ifname: env.ifname, mark: journal.state.mark, mac, mtu: conf.mtu, ipam: ipamResult }),
-      );
-      log.info('moved netdev into the pod', { netdev: name, ifname: env.ifname });
-    }
     const client = await connecting;
+    let installed: Promise<void> | null = null;
     if (rep && ifaceId && client) {
       await removeLeftoverPort(ctx, client, rep.name);
-      await journal.step('port', () =>
+      await journal.step(['port'], () =>
         plug(client, {
           bridge: conf.bridge,
           port: rep.name,
@@ -194,17 +198,26 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
           vfNetdevName: ep.netdev,
         }),
       );
-      // Watch from now on, so the time spent on the representor overlaps OVN's work.
-      const installed = conf.ovn.waitInstalled ? waitForOvn(client, rep.name, ifaceId, conf.ovn.timeoutMs) : null;
-      installed?.catch(() => undefined);
-      await journal.step('representor', () =>
-        ip(null, [['link', 'set', 'dev', rep.name, ...(conf.mtu ? ['mtu', String(conf.mtu)] : []), 'up']]),
-      );
       log.info('plugged representor', { bridge: conf.bridge, port: rep.name, ifaceId });
-      if (installed) {
-        await installed;
-        log.info('OVN installed the port', { port: rep.name, ifaceId });
-      }
+      // Watch from now on, so the work on the netdev overlaps OVN's.
+      installed = conf.ovn.waitInstalled ? waitForOvn(client, rep.name, ifaceId, conf.ovn.timeoutMs) : null;
+      installed?.catch(() => undefined);
+    }
+    const moving: Step[] = [...(netdev ? (['netdev'] as const) : []), ...(rep ? (['representor'] as const) : [])];
+    const pod = { netns: env.netns, ifname: env.ifname, mark: journal.state.mark, mac, mtu: conf.mtu, ipam: ipamResult };
+    await journal.step(moving, () =>
+      ip(null, [
+        ...(netdev ? [moveCommand({ ...pod, netdev: netdev.name }, tmpName)] : []),
+        ...(rep ? [['link', 'set', 'dev', rep.name, ...(conf.mtu ? ['mtu', String(conf.mtu)] : []), 'up']] : []),
+      ]),
+    );
+    if (netdev) {
+      await ip(env.netns, podCommands(pod, tmpName));
+      log.info('moved netdev into the pod', { netdev: netdev.name, ifname: env.ifname });
+    }
+    if (installed) {
+      await installed;
+      log.info('OVN installed the port', { port: rep?.name, ifaceId });
     }
     return buildResult(ctx, ep, ipamResult, { mac, mtu: conf.mtu ?? netdev?.mtu ?? null }, rep);
   } catch (err) {

@@ -9,7 +9,7 @@ import { lockVf } from './add.js';
 import { ipamCall, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { ipamGc } from './ipam.js';
-import { attachmentHash, parseMark, returnNetdev } from './netdev.js';
+import { attachmentHash, bringHome, parseMark } from './netdev.js';
 import { findOwnedPorts } from '../host/ovs.js';
 import { connectOvs, OvsUnavailableError } from './port.js';
 import { removeOwnedPort, undoAttachment } from './undo.js';
@@ -56,8 +56,8 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
   for (const link of await listLinks(null)) {
     const mark = parseMark(link.alias);
     if (!mark || valid.has(mark.hash)) continue;
-    const outcome = await returnNetdev({ netns: null, hash: mark.hash, alias: '' }, false, log);
-    if (!('absent' in outcome)) log.info('returned orphaned netdev', { netdev: outcome.returned, was: link.name });
+    const home = await bringHome({ where: 'host', link, original: mark.original }, { netns: null, hash: mark.hash, alias: '' }, log);
+    log.info('returned orphaned netdev', { netdev: home.name, was: link.name });
   }
 
   const ipam = ipamCall(ctx);

@@ -108,7 +108,7 @@ async function main(): Promise<number> {
   const started = performance.now();
   try {
     await execute(ctx);
-    ctx.log.info(`${ctx.env.command} done`, { ms: Math.round(performance.now() - started) });
+    ctx.log.info(`${ctx.env.command} done`, { ms: Math.round(performance.now() - started), maxRssKb: process.resourceUsage().maxRSS });
     return 0;
   } catch (err) {
     return fail(err, ctx.log, ctx.conf.cniVersion);

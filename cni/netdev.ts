@@ -32,18 +32,7 @@ export function parseMark(alias: string): { hash: string; original: string } | n
 /** A name no pod or host will have: `vdpatmp` + 8 hex (15 bytes, the kernel's limit). */
 export const tempName = (): string => `vdpatmp${randomBytes(4).toString('hex')}`;
 
-/** One host link by name; null when there is none. */
-export async function hostLink(name: string): Promise<Link | null> {
-  try {
-    return (await listLinks(null, name))[0] ?? null;
-  } catch (err) {
-    if (err instanceof IpError && err.noDevice) return null;
-    throw err;
-  }
-}
-
 export interface PodConfig {
-  readonly netdev: string;
   readonly netns: string;
   readonly ifname: string;
   readonly mark: string;
@@ -92,12 +81,14 @@ export function podCommands(c: PodConfig, current: string): string[][] {
   return [link, ...addrs, ...routeCommands(c.ifname, c.ipam)];
 }
 
-/** Moves and configures; the caller's undo (returnNetdev) copes with every partial outcome. */
-export async function moveIntoPod(c: PodConfig): Promise<void> {
-  const tmp = tempName();
-  await ip(null, [['link', 'set', 'dev', c.netdev, 'netns', c.netns, 'name', tmp, 'alias', c.mark]]);
-  await ip(c.netns, podCommands(c, tmp));
-}
+/**
+ * The host side of the move: into the pod under `tmp`, marked, in one netlink message (the
+ * kernel moves, renames, then sets the alias), so wherever the netdev is after a failure or a
+ * kill, it is either untouched in the host or marked in the pod.
+ */
+export const moveCommand = (c: PodConfig & { netdev: string }, tmp: string): string[] => [
+  'link', 'set', 'dev', c.netdev, 'netns', c.netns, 'name', tmp, 'alias', c.mark,
+];
 
 export interface ReturnRequest {
   /** Where the pod's netns was; null or gone means look in the host. */
@@ -107,10 +98,6 @@ export interface ReturnRequest {
   /** Alias to restore in the host. */
   readonly alias: string;
 }
-
-export type ReturnOutcome =
-  | { readonly returned: string; readonly from: 'pod' | 'host'; readonly renamed: boolean }
-  | { readonly absent: true };
 
 /**
  * Inside `netns`: down, rename to the original name, move to the host with the old alias. When the
@@ -141,40 +128,48 @@ async function sendHome(netns: string, link: Link, original: string, alias: stri
   return { name: tmp, renamed: true };
 }
 
-function findMarked(links: readonly Link[], r: ReturnRequest): { link: Link; original: string } | null {
+function findMarked(links: readonly Link[], hash: string): { link: Link; original: string } | null {
   for (const link of links) {
     const mark = parseMark(link.alias);
-    if (mark?.hash === r.hash) return { link, original: mark.original };
+    if (mark?.hash === hash) return { link, original: mark.original };
   }
   return null;
 }
 
-/**
- * Brings the attachment's netdev back to the host under its original name, wherever it is:
- * in the pod; or, when the netns is gone, in the host under its pod-side name (the kernel
- * returns physical netdevs to the host on netns teardown, as `dev<N>` if the name is taken).
- */
-export async function returnNetdev(r: ReturnRequest, netnsAlive: boolean, log: Logger): Promise<ReturnOutcome> {
+/** Where an attachment's netdev is: in its pod, or back in the host after the netns went away. */
+export interface FoundNetdev {
+  readonly where: 'pod' | 'host';
+  readonly link: Link;
+  readonly original: string;
+}
+
+/** Read-only: looks in the pod (when it still exists), then in the host, for the attachment's mark. */
+export async function locateNetdev(r: ReturnRequest, netnsAlive: boolean): Promise<FoundNetdev | null> {
   if (r.netns && netnsAlive) {
-    const found = findMarked(await listLinks(r.netns), r);
-    if (found) {
-      const home = await sendHome(r.netns, found.link, found.original, r.alias, log);
-      return { returned: home.name, from: 'pod', renamed: home.renamed };
-    }
+    const found = findMarked(await listLinks(r.netns), r.hash);
+    if (found) return { where: 'pod', ...found };
   }
-  const inHost = findMarked(await listLinks(null), r);
-  if (!inHost) return { absent: true };
+  const inHost = findMarked(await listLinks(null), r.hash);
+  return inHost ? { where: 'host', ...inHost } : null;
+}
+
+/**
+ * Brings a located netdev home under its original name. From the host (the kernel returns
+ * physical netdevs to the host on netns teardown, as `dev<N>` if the name is taken) it goes
+ * through a temporary netns, so that the rename never happens in the host.
+ */
+export async function bringHome(found: FoundNetdev, r: ReturnRequest, log: Logger): Promise<{ name: string; renamed: boolean }> {
+  if (found.where === 'pod' && r.netns) return sendHome(r.netns, found.link, found.original, r.alias, log);
   // The name was read together with our mark a moment ago; the temp netns double-checks
   // by mark that the link it received is ours before renaming it.
   return withTempNetns('vdpa-cni', async (tmpNs) => {
-    await ip(null, [['link', 'set', 'dev', inHost.link.name, 'netns', tmpNs]]);
-    const moved = findMarked(await listLinks(tmpNs), r);
+    await ip(null, [['link', 'set', 'dev', found.link.name, 'netns', tmpNs]]);
+    const moved = findMarked(await listLinks(tmpNs), r.hash);
     if (!moved) {
       const stray = (await listLinks(tmpNs)).filter((l) => l.name !== 'lo');
       await ip(tmpNs, stray.map((l) => ['link', 'set', 'dev', l.name, 'netns', HOST_NETNS]));
-      throw new Error(`netdev ${inHost.link.name} changed while being returned; retry DEL`);
+      throw new Error(`netdev ${found.link.name} changed while being returned; retry DEL`);
     }
-    const home = await sendHome(tmpNs, moved.link, moved.original, r.alias, log);
-    return { returned: home.name, from: 'host', renamed: home.renamed };
+    return sendHome(tmpNs, moved.link, moved.original, r.alias, log);
   });
 }

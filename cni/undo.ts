@@ -2,14 +2,15 @@
  * Undoing an attachment: the one routine behind DEL, the rollback of a failed ADD, the reclaim
  * of a VF whose previous pod was never deleted, and GC. Best effort: every undo runs even when
  * an earlier one failed; the failures are reported together at the end.
- * Order: representor down → port removed → netdev back in the host → IPAM released.
+ * Order: representor down → port removed → netdev back in the host → IPAM released. The
+ * read-only lookups (where is the netdev, which ports are ours) run alongside the first step.
  */
 import type { Logger } from '../host/log.js';
 import { ip, isNetworkNamespace } from '../host/netns.js';
+import type { OvsdbClient } from '../host/ovsdb.js';
 import type { AttachmentState } from '../host/state.js';
 import { ipamDel, type IpamCall } from './ipam.js';
-import { attachmentHash, returnNetdev } from './netdev.js';
-import type { OvsdbClient } from '../host/ovsdb.js';
+import { attachmentHash, bringHome, locateNetdev, type ReturnRequest } from './netdev.js';
 import { connectOvs, ownedPorts, OvsUnavailableError, unplug, type OwnedPort } from './port.js';
 
 export interface UndoOptions {
@@ -38,26 +39,27 @@ async function representorDown(name: string, log: Logger): Promise<void> {
 }
 
 /** Representor down before the port goes: the next pod may already have been given the VF. */
-export async function removeOwnedPort(client: OvsdbClient, port: OwnedPort, log: Logger): Promise<void> {
-  await representorDown(port.name, log);
+export async function removeOwnedPort(client: OvsdbClient, port: OwnedPort, log: Logger, isDown = false): Promise<void> {
+  if (!isDown) await representorDown(port.name, log);
   await unplug(client, port);
   log.info('removed OVS port', { bridge: port.bridge, port: port.name, ifaceId: port.ifaceId });
 }
 
-/** Removes the attachment's ports; OVS being down is not a failure: GC removes them later. */
-async function removePorts(state: AttachmentState, ovsdb: string, log: Logger): Promise<void> {
+/** The attachment's ports and an open client; null when OVS is down (GC removes them later). */
+async function findPorts(state: AttachmentState, ovsdb: string, log: Logger): Promise<{ client: OvsdbClient; ports: OwnedPort[] } | null> {
   let client: OvsdbClient;
   try {
     client = await connectOvs(ovsdb);
   } catch (err) {
     if (!(err instanceof OvsUnavailableError)) throw err;
     log.warn('OVSDB unreachable; leaving the port for GC', { ovsdb, error: err });
-    return;
+    return null;
   }
   try {
-    for (const port of await ownedPorts(client, state)) await removeOwnedPort(client, port, log);
-  } finally {
+    return { client, ports: await ownedPorts(client, state) };
+  } catch (err) {
     client.close();
+    throw err;
   }
 }
 
@@ -65,30 +67,38 @@ export async function undoAttachment(state: AttachmentState, opts: UndoOptions):
   const { log } = opts;
   const done = new Set(state.steps);
   const failures: string[] = [];
-  const attempt = async (what: string, fn: () => Promise<void>) => {
+  const attempt = async <T>(what: string, fn: () => Promise<T>): Promise<T | null> => {
     try {
-      await fn();
+      return await fn();
     } catch (err) {
       failures.push(`${what}: ${(err as Error).message}`);
       log.error(`undo failed: ${what}`, { error: err });
+      return null;
     }
   };
-  if (done.has('representor') && state.representor) {
-    const rep = state.representor;
-    await attempt('representor down', () => representorDown(rep, log));
+  const netns = state.netns || null;
+  const netdev: ReturnRequest = { netns, hash: attachmentHash(state.containerId, state.ifname), alias: state.netdevAlias };
+  const rep = done.has('representor') ? state.representor : null;
+
+  const [, found, ovs] = await Promise.all([
+    rep ? attempt('representor down', () => representorDown(rep, log)) : null,
+    done.has('netdev') && state.driver === 'virtio'
+      ? attempt('find netdev', () => locateNetdev(netdev, netns !== null && isNetworkNamespace(netns)))
+      : null,
+    done.has('port') && state.bridge ? attempt('find OVS ports', () => findPorts(state, opts.ovsdb, log)) : null,
+  ]);
+  if (ovs) {
+    try {
+      for (const port of ovs.ports) await attempt('remove OVS port', () => removeOwnedPort(ovs.client, port, log, port.name === rep));
+    } finally {
+      ovs.client.close();
+    }
   }
-  if (done.has('port') && state.bridge) await attempt('remove OVS port', () => removePorts(state, opts.ovsdb, log));
-  if (done.has('netdev') && state.driver === 'virtio') {
-    await attempt('return netdev', async () => {
-      const netns = state.netns || null;
-      const outcome = await returnNetdev(
-        { netns, hash: attachmentHash(state.containerId, state.ifname), alias: state.netdevAlias },
-        netns !== null && isNetworkNamespace(netns),
-        log,
-      );
-      if ('absent' in outcome) log.info('netdev not found in the pod or the host; nothing to return', { netdev: state.netdev });
-      else log.info('returned netdev to the host', { netdev: outcome.returned, from: outcome.from });
-    });
+  if (found) {
+    const home = await attempt('return netdev', () => bringHome(found, netdev, log));
+    if (home) log.info('returned netdev to the host', { netdev: home.name, from: found.where });
+  } else if (done.has('netdev') && state.driver === 'virtio' && failures.length === 0) {
+    log.info('netdev not found in the pod or the host; nothing to return', { netdev: state.netdev });
   }
   if (done.has('ipam') && opts.ipam) {
     const call = opts.ipam;

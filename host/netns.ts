@@ -3,7 +3,7 @@
  * several run in one `ip -batch -` process (a netns switch and a process start cost more than
  * the netlink calls themselves).
  */
-import { statfsSync } from 'node:fs';
+import { readFileSync, statfsSync } from 'node:fs';
 import { runProcess, systemTool } from './proc.js';
 
 /** A network namespace path (`/run/netns/x`, `/proc/123/ns/net`); null is the plugin's own (the host). */
@@ -47,8 +47,11 @@ export function isNetworkNamespace(path: string): boolean {
   }
 }
 
+/** `ip -n` for netns under /run/netns (one exec fewer than nsenter), nsenter for other paths. */
 function argv(netns: Netns, ipArgs: readonly string[]): [string, string[]] {
-  return netns ? [NSENTER, [`--net=${netns}`, IP, ...ipArgs]] : [IP, [...ipArgs]];
+  if (!netns) return [IP, [...ipArgs]];
+  const named = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(netns)?.[1];
+  return named ? [IP, ['-n', named, ...ipArgs]] : [NSENTER, [`--net=${netns}`, IP, ...ipArgs]];
 }
 
 /**
@@ -120,6 +123,29 @@ function toLink(raw: unknown): Link {
 }
 
 /** Every link of the netns, or just the one named `dev` (IpError with noDevice when it is missing). */
+const IFF_UP = 0x1;
+
+/**
+ * One link of the plugin's own netns read from the kernel's /sys/class/net (not a fixture root:
+ * these are the live attributes of a real netdev): no process to start. null when absent.
+ */
+export function readHostLink(name: string): Link | null {
+  const dir = `/sys/class/net/${name}`;
+  try {
+    const attr = (a: string) => readFileSync(`${dir}/${a}`, 'utf8').trim();
+    return {
+      ifindex: Number(attr('ifindex')),
+      name,
+      mac: attr('address'),
+      mtu: Number(attr('mtu')),
+      alias: attr('ifalias'),
+      up: (Number(attr('flags')) & IFF_UP) !== 0,
+    };
+  } catch {
+    return null;
+  }
+}
+
 export async function listLinks(netns: Netns, dev?: string): Promise<Link[]> {
   return (await ipJson(netns, dev ? ['link', 'show', 'dev', dev] : ['link', 'show'])).map(toLink);
 }
