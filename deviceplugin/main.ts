@@ -2,6 +2,7 @@
  * vdpa-device-plugin: flags → logger → plugin (+ metrics endpoint) → wait for SIGTERM/SIGINT.
  * Exit codes: 0 after a signal, 1 when the config is invalid or the plugin cannot start, 2 for bad flags.
  */
+import * as grpc from '@grpc/grpc-js';
 import type { Server } from 'node:http';
 import { createLogger } from '../host/log.js';
 import { ConfigError } from './config.js';
@@ -29,6 +30,12 @@ async function main(): Promise<number> {
   }
   const { flags } = args;
   const logger = createLogger({ level: flags.logLevel });
+  // grpc-js writes its own "E …" lines to stderr; keep stderr JSON lines.
+  const grpcLog =
+    (level: 'warn' | 'debug') =>
+    (...parts: unknown[]): void =>
+      logger[level]('grpc-js', { detail: parts.map(String).join(' ') });
+  grpc.setLogger({ error: grpcLog('warn'), info: grpcLog('debug'), debug: grpcLog('debug') });
   const metrics = new Metrics();
 
   let plugin: Plugin;

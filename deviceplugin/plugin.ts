@@ -140,6 +140,7 @@ export class Plugin {
     this.scheduleTick(TICK_MS, 0);
   }
 
+  /** The tick also keeps the process alive while no socket is served (no kubelet directory yet). */
   private scheduleTick(ms: number, deferred: number): void {
     if (this.stopped) return;
     this.tick = setTimeout(() => {
@@ -147,7 +148,6 @@ export class Plugin {
       if (busy && deferred < MAX_DEFER_MS) this.scheduleTick(BUSY_MS, deferred + BUSY_MS);
       else void this.periodic().finally(() => this.scheduleTick(TICK_MS, 0));
     }, ms);
-    this.tick.unref();
   }
 
   /** The pool of one resource as of the last scan (empty for a server that is being stopped). */
@@ -237,7 +237,9 @@ export class Plugin {
     }
     this.snapshot = snapshot;
     this.deviceSet = [...snapshot.functions.keys(), ...snapshot.vdpa.keys()].join();
-    this.log.debug('rescanned', { reason, ms: Math.round(seconds * 1000), functions: snapshot.functions.size });
+    const scanned = { reason, ms: Math.round(seconds * 1000), functions: snapshot.functions.size, vdpaDevices: snapshot.vdpa.size };
+    if (reason === 'start') this.log.info('discovered the node', scanned);
+    else this.log.debug('rescanned', scanned);
     this.applyPools(buildPools({ snapshot, endpoints: usableEndpoints(snapshot), config: this.config, previous: this.pools }));
     this.watchNode();
     this.cleanupDeviceInfo();

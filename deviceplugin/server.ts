@@ -3,8 +3,8 @@
  * Registration service, or by answering the plugin watcher's GetInfo from the registry directory).
  */
 import * as grpc from '@grpc/grpc-js';
-import { lstatSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { lstatSync, statSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import {
   DevicePluginService,
   RegistrationClient,
@@ -134,11 +134,17 @@ export class PoolServer {
 
   private async serveAndRegister(why: string): Promise<void> {
     await this.serve(why);
-    if (this.opts.mode === 'kubelet') await this.register();
+    if (this.server && this.opts.mode === 'kubelet') await this.register();
   }
 
   private async serve(why: string): Promise<void> {
     this.closeServer();
+    const dir = dirname(this.socketPath);
+    if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+      // The kubelet creates it; the directory watch (or the periodic check) calls back.
+      this.log.warn('socket directory missing; serving once it exists', { dir });
+      return;
+    }
     // A stale socket (a crash, an old kubelet) would make bind fail.
     try {
       unlinkSync(this.socketPath);
@@ -148,9 +154,14 @@ export class PoolServer {
     const server = new grpc.Server();
     server.addService(DevicePluginService, this.devicePluginHandlers());
     if (this.opts.mode === 'watcher') server.addService(WatcherRegistrationService, this.watcherHandlers());
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
+    try {
+      await new Promise<void>((resolve, reject) =>
+        server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+      );
+    } catch (err) {
+      server.forceShutdown();
+      throw new Error(`cannot serve on ${this.socketPath}: ${(err as Error).message}`);
+    }
     this.server = server;
     this.socketId = identity(this.socketPath);
     this.registeredWith = null;

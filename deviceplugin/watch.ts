@@ -13,20 +13,21 @@ import { statSync, watch, type FSWatcher } from 'node:fs';
 export class DirWatch {
   private watcher: FSWatcher | null = null;
   private ino: number | null = null;
+  private started = false;
 
   constructor(
     readonly dir: string,
     private readonly onEvent: (name: string | null) => void,
   ) {
     this.ensure();
+    this.started = true;
   }
 
-  /** Cheap; call it on every tick. */
+  /** Cheap; call it on every tick. A directory that appeared or was replaced is reported. */
   ensure(): void {
     const st = statSync(this.dir, { throwIfNoEntry: false });
     const ino = st?.isDirectory() ? st.ino : null;
     if (ino === this.ino && (this.watcher !== null || ino === null)) return;
-    const hadWatch = this.watcher !== null || this.ino !== null;
     this.close();
     this.ino = ino;
     if (ino === null) return;
@@ -41,7 +42,7 @@ export class DirWatch {
       this.watcher = null;
       this.ino = null;
     }
-    if (hadWatch) this.onEvent(null);
+    if (this.started) this.onEvent(null);
   }
 
   close(): void {

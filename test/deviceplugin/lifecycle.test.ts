@@ -90,6 +90,18 @@ test('started before the kubelet: serves, waits, and registers when kubelet.sock
   assert.is((await connected.stream.waitFor((d) => d.length === 2)).length, 2);
 });
 
+test('started before the kubelet directory exists: keeps running, serves once it appears', async () => {
+  const parent = mkdtempSync(join(tmpdir(), 'vdpa-kubelet-parent-'));
+  cleanups.push(() => rmSync(parent, { recursive: true, force: true }));
+  const dir = join(parent, 'device-plugins');
+  const plugin = run(workspace(), dir);
+  await plugin.waitForLog((l) => l.msg === 'socket directory missing; serving once it exists' && l.dir === dir);
+  const kubelet = await kubeletFor(dir);
+  // No event can come from a directory that did not exist: the periodic check (≤ 5 s) finds it.
+  const connected = await kubelet.waitForPlugin(RESOURCE, 1, 8_000);
+  assert.is((await connected.stream.waitFor((d) => d.length === 2)).length, 2);
+});
+
 test('a refused registration is retried until the kubelet accepts it', async () => {
   let refuse = true;
   const kubelet = await KubeletStandIn.start({ refuse: () => (refuse ? 'not now' : null) });
