@@ -25,6 +25,8 @@ import { preferredAllocation } from './preferred.js';
 
 export const KUBELET_SOCKET = 'kubelet.sock';
 const API_VERSION = 'v1beta1';
+/** GetPreferredAllocation is implemented; PreStartContainer is not needed. */
+const OPTIONS = { preStartRequired: false, getPreferredAllocationAvailable: true } as const;
 const REGISTER_TIMEOUT_MS = 5_000;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
@@ -70,8 +72,8 @@ export class PoolServer {
   private readonly streams = new Map<Stream, string>();
   /** kubelet.sock's identity at the last successful Register: a new one is a new kubelet. */
   private registeredWith: string | null = null;
-  /** kubelet.sock's identity at the last Register attempt. */
-  private attemptedWith: string | null = null;
+  /** kubelet.sock's identity at the last Register attempt (undefined before the first). */
+  private attemptedWith: string | null | undefined = undefined;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryDelay = RETRY_MIN_MS;
   private queue: Promise<void> = Promise.resolve();
@@ -181,12 +183,13 @@ export class PoolServer {
   private async register(): Promise<void> {
     this.clearRetry();
     const kubelet = identity(this.kubeletSocket);
+    const changed = kubelet !== this.attemptedWith;
     // A new kubelet gets quick retries: it creates its socket a moment before it listens.
-    if (kubelet !== this.attemptedWith) this.retryDelay = RETRY_MIN_MS;
+    if (changed) this.retryDelay = RETRY_MIN_MS;
     this.attemptedWith = kubelet;
     if (kubelet === null) {
       // Its creation is an event in the directory; the timer is only a fallback.
-      this.log.info('waiting for the kubelet', { socket: this.kubeletSocket });
+      if (changed) this.log.info('waiting for the kubelet', { socket: this.kubeletSocket });
       this.retryLater();
       return;
     }
@@ -194,7 +197,7 @@ export class PoolServer {
       version: API_VERSION,
       endpoint: socketName(this.opts.config),
       resourceName: this.resource,
-      options: { preStartRequired: false, getPreferredAllocationAvailable: true },
+      options: { ...OPTIONS },
     };
     const client = new RegistrationClient(`unix://${this.kubeletSocket}`, grpc.credentials.createInsecure());
     try {
@@ -234,7 +237,7 @@ export class PoolServer {
     const resource = this.resource;
     const metrics = this.opts.metrics;
     return {
-      getDevicePluginOptions: (_call, cb) => cb(null, { preStartRequired: false, getPreferredAllocationAvailable: true }),
+      getDevicePluginOptions: (_call, cb) => cb(null, { ...OPTIONS }),
       listAndWatch: (call) => {
         const devices = advertised(this.opts.pool());
         this.streams.set(call, JSON.stringify(devices));
