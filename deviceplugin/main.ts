@@ -9,8 +9,11 @@ import { ConfigError } from './config.js';
 import { FlagError, helpText, parseFlags, type Args } from './flags.js';
 import { Metrics } from './metrics.js';
 import { Plugin } from './plugin.js';
+import { runSubcommand, SUBCOMMANDS, type Subcommand } from './provision/cli.js';
 
 async function main(): Promise<number> {
+  const sub = process.argv[2];
+  if ((SUBCOMMANDS as readonly string[]).includes(sub ?? '')) return runSubcommand(sub as Subcommand, process.argv.slice(3));
   // Installed first, so a signal during start-up still ends in a clean stop.
   const signal = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);

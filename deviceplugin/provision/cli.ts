@@ -1,0 +1,173 @@
+/**
+ * `vdpa-device-plugin provision` and `vdpa-device-plugin teardown`: node provisioning as
+ * subcommands of the device plugin's executable, so one image (and one ~100 MB single
+ * executable) carries both, typically as the DaemonSet's init container and its main container.
+ * Exit codes: 0 done (or nothing to do), 1 refused or failed, 2 bad flags.
+ */
+import { readFileSync } from 'node:fs';
+import { acquireLock } from '../../host/lock.js';
+import { createLogger, isLogLevel, LOG_LEVELS, type Logger, type LogLevel } from '../../host/log.js';
+import { realMachine, type Machine } from '../../host/machine.js';
+import { defaultBuiltinList } from '../../host/modules.js';
+import { pathsFromEnv } from '../../host/paths.js';
+import { converge, provisionPlanner, teardownPlanner, StepError } from './apply.js';
+import { gatherFacts, type GatherOptions } from './facts.js';
+import { DEFAULT_STATE_FILE, Journal, JournalError } from './journal.js';
+import { PlanError, type Plan } from './plan.js';
+import { parsePolicyText, PolicyError, type Policy } from './policy.js';
+import { describeAction } from './steps.js';
+
+export const SUBCOMMANDS = ['provision', 'teardown'] as const;
+export type Subcommand = (typeof SUBCOMMANDS)[number];
+
+interface Options {
+  readonly policy: string | null;
+  readonly dryRun: boolean;
+  readonly state: string;
+  readonly sysfsRoot: string;
+  readonly devRoot: string;
+  readonly devinfoDir: string;
+  readonly logLevel: LogLevel;
+  readonly logFile: string | null;
+}
+
+class UsageError extends Error {}
+
+export function usage(cmd: Subcommand, env: NodeJS.ProcessEnv = process.env): string {
+  const paths = pathsFromEnv(env);
+  const what =
+    cmd === 'provision'
+      ? [
+          'Converges the node to a policy: VFs, eswitch mode, hw-tc-offload, kernel modules, one vDPA',
+          'device per VF (named vdpa:<VF address>) bound to virtio_vdpa or vhost_vdpa, OVS hw-offload.',
+          'A second run changes nothing. Refuses, changing nothing, a policy the node cannot take.',
+        ]
+      : ['Undoes what provision recorded in the state file, newest first, and nothing else.'];
+  return [
+    `vdpa-device-plugin ${cmd} — ${cmd === 'provision' ? 'node provisioning from a policy file' : 'undo node provisioning'}`,
+    '',
+    `Usage: vdpa-device-plugin ${cmd} ${cmd === 'provision' ? '--policy FILE ' : ''}[--dry-run] [flags]`,
+    '',
+    ...what.map((l) => `  ${l}`),
+    '',
+    'Flags:',
+    ...(cmd === 'provision' ? ['  --policy FILE        the policy (JSON)'] : []),
+    '  --dry-run            print the plan and change nothing',
+    `  --state FILE         what was changed, for teardown (default "${DEFAULT_STATE_FILE}")`,
+    `  --devinfo-dir DIR    DeviceInfo root; DIR/dp says which devices pods hold (default "${paths.devinfoDir}")`,
+    `  --sysfs-root DIR     (default "${paths.sysfsRoot}")`,
+    `  --dev-root DIR       (default "${paths.devRoot}")`,
+    `  --log-level LEVEL    ${LOG_LEVELS.join(' | ')} (default "info")`,
+    '  --log-file FILE      append the JSON-lines log here too',
+    '  --help               show this text',
+    '',
+    'Logs go to stderr as JSON lines; --dry-run prints the plan on stdout.',
+    '',
+  ].join('\n');
+}
+
+function parseOptions(cmd: Subcommand, argv: readonly string[], env: NodeJS.ProcessEnv): Options | 'help' {
+  const paths = pathsFromEnv(env);
+  const values: Record<string, string> = {};
+  let dryRun = false;
+  const takes = ['state', 'devinfo-dir', 'sysfs-root', 'dev-root', 'log-level', 'log-file', ...(cmd === 'provision' ? ['policy'] : [])];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') return 'help';
+    if (arg === '--dry-run') {
+      dryRun = true;
+      continue;
+    }
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!m || !takes.includes(m[1]!)) throw new UsageError(`unknown argument ${JSON.stringify(arg)} (see --help)`);
+    const value = m[2] ?? argv[++i];
+    if (value === undefined || value === '') throw new UsageError(`--${m[1]} needs a value`);
+    values[m[1]!] = value;
+  }
+  if (cmd === 'provision' && !values.policy) throw new UsageError('--policy FILE is required');
+  const level = values['log-level'] ?? 'info';
+  if (!isLogLevel(level)) throw new UsageError(`--log-level: must be one of ${LOG_LEVELS.join(', ')}`);
+  return {
+    policy: values.policy ?? null,
+    dryRun,
+    state: values.state ?? DEFAULT_STATE_FILE,
+    sysfsRoot: values['sysfs-root'] ?? paths.sysfsRoot,
+    devRoot: values['dev-root'] ?? paths.devRoot,
+    devinfoDir: values['devinfo-dir'] ?? paths.devinfoDir,
+    logLevel: level,
+    logFile: values['log-file'] ?? null,
+  };
+}
+
+export function formatPlan(title: string, plan: Plan): string {
+  const lines = [plan.steps.length ? `${title}: ${plan.steps.length} step${plan.steps.length > 1 ? 's' : ''}` : `${title}: nothing to do`];
+  plan.steps.forEach((s, i) => {
+    lines.push(`  ${String(i + 1).padStart(2)}. ${s.at ? `[${s.at}] ` : ''}${s.description}`);
+    if (s.journal && 'record' in s.journal) lines.push(`      undo: ${describeAction(s.journal.undo)}`);
+  });
+  for (const n of plan.notes) lines.push(`  note: ${n}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export interface Session {
+  readonly machine: Machine;
+  readonly gather: GatherOptions;
+  readonly journal: Journal;
+  readonly log: Logger;
+}
+
+/** One provision or teardown, as the CLI runs it; tests call it with a fixture's machine. */
+export async function execute(cmd: Subcommand, s: Session, policy: Policy | null, dryRun: boolean, out: (text: string) => void): Promise<void> {
+  const gather = () => gatherFacts(s.machine, s.gather, policy, s.journal.list());
+  const planFor = cmd === 'provision' ? provisionPlanner(policy!) : teardownPlanner(s.journal);
+  if (dryRun) {
+    const facts = await gather();
+    for (const w of facts.warnings) s.log.warn(w);
+    out(formatPlan(cmd === 'provision' ? 'provision plan' : 'teardown plan', planFor(facts)));
+    return;
+  }
+  const started = performance.now();
+  const outcome = await converge({ machine: s.machine, journal: s.journal, log: s.log }, gather, planFor);
+  s.log.info(outcome.steps ? `${cmd}: done` : `${cmd}: nothing to do`, { ...outcome, ms: Math.round(performance.now() - started) });
+}
+
+export async function runSubcommand(cmd: Subcommand, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let opts: Options | 'help';
+  try {
+    opts = parseOptions(cmd, argv, env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`vdpa-device-plugin ${cmd}: ${err.message}\n`);
+    return 2;
+  }
+  if (opts === 'help') {
+    process.stdout.write(usage(cmd, env));
+    return 0;
+  }
+  const log = createLogger({ level: opts.logLevel, ...(opts.logFile ? { file: opts.logFile } : {}), fields: { cmd } });
+  try {
+    const policy = opts.policy === null ? null : parsePolicyText(readFileSync(opts.policy, 'utf8'), opts.policy);
+    // Two runs at once would plan against each other's half-done work.
+    const lock = await acquireLock('provision', { scope: opts.state, timeoutMs: 120_000, onWait: (pid) => log.info('waiting for another provisioning run', { pid }) });
+    try {
+      const session = {
+        machine: realMachine(opts.sysfsRoot),
+        gather: { devRoot: opts.devRoot, devinfoDir: opts.devinfoDir, builtinList: defaultBuiltinList() },
+        journal: Journal.open(opts.state),
+        log,
+      };
+      await execute(cmd, session, policy, opts.dryRun, (t) => process.stdout.write(t));
+    } finally {
+      await lock.release();
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof PlanError) log.error(`${cmd} refused; nothing was changed`, { problems: err.problems });
+    else if (err instanceof StepError) log.error(`${cmd} stopped: ${err.message}; the next run continues from here`, { state: opts.state });
+    else if (err instanceof PolicyError || err instanceof JournalError || (err as NodeJS.ErrnoException).code === 'ENOENT') log.error((err as Error).message);
+    else log.error(`${cmd} failed: ${(err as Error).message}`, { stack: (err as Error).stack });
+    return 1;
+  } finally {
+    log.close();
+  }
+}
