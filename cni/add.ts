@@ -4,7 +4,7 @@
  * to the state file before it touches the host; a failure undoes the steps begun, in reverse.
  */
 import { acquireLock } from '../host/lock.js';
-import { ip, isNetworkNamespace, readHostLink, type Link } from '../host/netns.js';
+import { ipBatches, isNetworkNamespace, readHostLink, type Link } from '../host/netns.js';
 import type { VdpaEndpoint } from '../host/snapshot.js';
 import { listStates, removeState, writeState, type AttachmentState, type Step } from '../host/state.js';
 import { ipamCall, LOCK_TIMEOUT_MS, type CallContext } from './context.js';
@@ -206,15 +206,18 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
     const moving: Step[] = [...(netdev ? (['netdev'] as const) : []), ...(rep ? (['representor'] as const) : [])];
     const pod = { netns: env.netns, ifname: env.ifname, mark: journal.state.mark, mac, mtu: conf.mtu, ipam: ipamResult };
     await journal.step(moving, () =>
-      ip(null, [
-        ...(netdev ? [moveCommand({ ...pod, netdev: netdev.name }, tmpName)] : []),
-        ...(rep ? [['link', 'set', 'dev', rep.name, ...(conf.mtu ? ['mtu', String(conf.mtu)] : []), 'up']] : []),
+      ipBatches([
+        {
+          netns: null,
+          commands: [
+            ...(netdev ? [moveCommand({ ...pod, netdev: netdev.name }, tmpName)] : []),
+            ...(rep ? [['link', 'set', 'dev', rep.name, ...(conf.mtu ? ['mtu', String(conf.mtu)] : []), 'up']] : []),
+          ],
+        },
+        { netns: env.netns, commands: netdev ? podCommands(pod, tmpName) : [] },
       ]),
     );
-    if (netdev) {
-      await ip(env.netns, podCommands(pod, tmpName));
-      log.info('moved netdev into the pod', { netdev: netdev.name, ifname: env.ifname });
-    }
+    if (netdev) log.info('moved netdev into the pod', { netdev: netdev.name, ifname: env.ifname });
     if (installed) {
       await installed;
       log.info('OVN installed the port', { port: rep?.name, ifaceId });

@@ -66,24 +66,65 @@ function batchArg(arg: string): string | null {
   return null;
 }
 
-/** Runs the commands in order and stops at the first failure, which it throws as an IpError. */
-export async function ip(netns: Netns, commands: readonly (readonly string[])[]): Promise<void> {
-  if (commands.length === 0) return;
-  const lines = commands.map((c) => c.map(batchArg));
-  if (commands.length === 1 || lines.some((l) => l.includes(null))) {
-    for (const command of commands) {
-      const [file, args] = argv(netns, command);
-      const r = await runProcess(file, args);
-      if (r.code !== 0) throw new IpError(command, r.stderr, netns);
+export type IpCommand = readonly string[];
+
+/** Commands for one netns; `ip` runs them in order and stops at the first failure. */
+export interface IpBatch {
+  readonly netns: Netns;
+  readonly commands: readonly IpCommand[];
+}
+
+const SH = systemTool('sh');
+
+/** The failing command of a batch, from ip's "Command failed -:N" line. */
+function batchFailure(batch: IpBatch, stderr: string): IpError {
+  const line = Number(/Command failed -:(\d+)/.exec(stderr)?.[1] ?? 0);
+  const failed = batch.commands[line - 1] ?? ['-batch', '-'];
+  return new IpError(failed, stderr.replace(/\n?Command failed -:\d+\s*$/, ''), batch.netns);
+}
+
+/**
+ * Runs batches one after the other, stopping at the first failure (thrown as an IpError). Several
+ * batches run under one `sh`: starting a process from Node costs more than the netlink calls
+ * themselves, and forking the small shell is cheap. Commands that `ip -batch` cannot carry run
+ * one process each.
+ */
+export async function ipBatches(batches: readonly IpBatch[]): Promise<void> {
+  const todo = batches.filter((b) => b.commands.length > 0);
+  const lines = todo.map((b) => b.commands.map((c) => c.map(batchArg)));
+  if (lines.some((b) => b.some((l) => l.includes(null)))) {
+    for (const b of todo) {
+      for (const command of b.commands) {
+        const [file, args] = argv(b.netns, command);
+        const r = await runProcess(file, args);
+        if (r.code !== 0) throw new IpError(command, r.stderr, b.netns);
+      }
     }
     return;
   }
-  const [file, args] = argv(netns, ['-batch', '-']);
-  const r = await runProcess(file, args, { input: lines.map((l) => l.join(' ')).join('\n') + '\n' });
+  const text = (i: number) => lines[i]!.map((l) => l.join(' ')).join('\n') + '\n';
+  if (todo.length === 1) {
+    const [file, args] = argv(todo[0]!.netns, ['-batch', '-']);
+    const r = await runProcess(file, args, { input: text(0) });
+    if (r.code !== 0) throw batchFailure(todo[0]!, r.stderr);
+    return;
+  }
+  // Each batch reads its own here-document; exit 100+i names the batch that failed.
+  const script = todo
+    .map((b, i) => {
+      const [file, args] = argv(b.netns, ['-batch', '-']);
+      return `${[file, ...args].join(' ')} <<'VDPA_EOF' || exit ${100 + i}\n${text(i)}VDPA_EOF`;
+    })
+    .join('\n');
+  const r = await runProcess(SH, ['-c', script]);
   if (r.code === 0) return;
-  const line = Number(/Command failed -:(\d+)/.exec(r.stderr)?.[1] ?? 0);
-  const failed = commands[line - 1] ?? ['-batch', '-'];
-  throw new IpError(failed, r.stderr.replace(/\n?Command failed -:\d+\s*$/, ''), netns);
+  const failed = todo[(r.code ?? 0) - 100];
+  throw failed ? batchFailure(failed, r.stderr) : new IpError(['-batch', '-'], r.stderr, null);
+}
+
+/** Runs the commands in order and stops at the first failure, which it throws as an IpError. */
+export function ip(netns: Netns, commands: readonly IpCommand[]): Promise<void> {
+  return ipBatches([{ netns, commands }]);
 }
 
 async function ipJson(netns: Netns, args: readonly string[]): Promise<unknown[]> {
