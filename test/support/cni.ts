@@ -162,9 +162,9 @@ export interface CniCall extends ExecResult {
   json: Record<string, unknown> | null;
 }
 
-/** Runs the built binary with one verb, as libcni would. */
-export async function cni(b: Bed, command: string, conf: object | string, c: CallArgs): Promise<CniCall> {
-  const env = b.env({
+/** The environment libcni would give the plugin for one verb. */
+function callEnv(b: Bed, command: string, c: CallArgs): Record<string, string> {
+  return b.env({
     CNI_COMMAND: command,
     CNI_CONTAINERID: c.containerId,
     CNI_NETNS: nsPath(c.netns ?? ''),
@@ -173,6 +173,11 @@ export async function cni(b: Bed, command: string, conf: object | string, c: Cal
     CNI_ARGS: c.args ?? 'IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod',
     ...c.env,
   });
+}
+
+/** Runs the built binary with one verb, as libcni would. */
+export async function cni(b: Bed, command: string, conf: object | string, c: CallArgs): Promise<CniCall> {
+  const env = callEnv(b, command, c);
   const r = await run(CNI_BIN, [], { env, input: typeof conf === 'string' ? conf : JSON.stringify(conf) });
   let json: Record<string, unknown> | null = null;
   try {
@@ -230,13 +235,25 @@ if (cmd === 'ADD') {
 export const ownLinks = (): LinkView[] =>
   links(null).filter((l) => l.name.startsWith(RUN) || l.name === 'eth0' || l.name.startsWith('vdpatmp') || l.alias.startsWith('vdpa-cni/'));
 
-/** What a bad call must not change: links and their aliases, netns contents, state files. */
+/** OVS Interface rows (name and external_ids) of this run's links; "no OVS" when it is not running. */
+function ovsRows(): string[] {
+  try {
+    const out = sh('ovs-vsctl', ['--timeout=5', '--format=json', '--columns=name,external_ids', 'list', 'Interface']);
+    const rows = (JSON.parse(out) as { data: [string, unknown][] }).data;
+    return rows.filter(([name]) => name.startsWith(RUN)).map((r) => JSON.stringify(r)).sort();
+  } catch {
+    return ['no OVS'];
+  }
+}
+
+/** What a bad call must not change: links and their aliases, netns contents, OVS rows, state files. */
 export function hostView(b: Bed, namespaces: string[]): string {
   const view = {
     host: ownLinks()
       .map((l) => `${l.name} ${l.alias} ${l.mtu} ${l.up}`)
       .sort(),
     pods: namespaces.map((n) => links(n).map((l) => `${l.name} ${l.alias}`)),
+    ovs: ovsRows(),
     state: (() => {
       try {
         return readdirSync(join(b.stateDir, 'attachments'));
@@ -250,16 +267,7 @@ export function hostView(b: Bed, namespaces: string[]): string {
 
 /** Starts the binary and resolves `paused` when it reports the VDPA_CNI_TEST_PAUSE point. */
 export function startCni(b: Bed, command: string, conf: object, c: CallArgs): { child: ChildProcess; paused: Promise<void> } {
-  const env = b.env({
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: c.containerId,
-    CNI_NETNS: nsPath(c.netns ?? ''),
-    CNI_IFNAME: c.ifname ?? 'net1',
-    CNI_PATH: c.path ?? '/usr/lib/cni',
-    CNI_ARGS: c.args ?? 'IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod',
-    ...c.env,
-  });
-  const child = spawn(CNI_BIN, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(CNI_BIN, [], { env: callEnv(b, command, c), stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.end(JSON.stringify(conf));
   let err = '';
   const paused = new Promise<void>((resolve, reject) => {
