@@ -15,14 +15,13 @@ import {
   writeDeviceInfo,
 } from '../host/deviceinfo.js';
 import { discover } from '../host/discover.js';
-import { usableEndpoints } from '../host/endpoint.js';
 import type { Logger } from '../host/log.js';
 import type { Snapshot } from '../host/snapshot.js';
 import { allocate, type DeviceInfoStore } from './allocate.js';
 import { ConfigError, parseConfigText, type Config, type PoolConfig } from './config.js';
 import type { Flags } from './flags.js';
 import type { Metrics } from './metrics.js';
-import { buildPools, describeChanges, type Pool } from './pools.js';
+import { advertisableEndpoints, buildPools, describeChanges, type Pool } from './pools.js';
 import { KUBELET_SOCKET, PoolServer, type RegistrationMode } from './server.js';
 import { Debounced, DirWatch, WatchSet } from './watch.js';
 
@@ -77,7 +76,9 @@ export class Plugin {
   private lastErrors = '';
   /** Functions and vDPA devices of the last scan, to act only when that set changes. */
   private deviceSet = '';
-  private cleanedFor = '';
+  private syncedFor: string | null = null;
+  /** Device IDs with a DeviceInfo file: handed out, and maybe still in a pod. */
+  private allocated = new Set<string>();
   private devlinkFor: string | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
   private lastScanEnd = 0;
@@ -158,7 +159,9 @@ export class Plugin {
   private allocate(config: PoolConfig, request: AllocateRequest): AllocateResponse {
     this.lastAllocateAt = performance.now();
     if (this.dirty) this.rescan('allocate after a node change');
-    return allocate(this.pool(config), request, this.store);
+    const response = allocate(this.pool(config), request, this.store);
+    for (const c of request.containerRequests) for (const id of c.devicesIds) this.allocated.add(id);
+    return response;
   }
 
   private onSocketEvent(name: string | null): void {
@@ -240,9 +243,14 @@ export class Plugin {
     const scanned = { reason, ms: Math.round(seconds * 1000), functions: snapshot.functions.size, vdpaDevices: snapshot.vdpa.size };
     if (reason === 'start') this.log.info('discovered the node', scanned);
     else this.log.debug('rescanned', scanned);
-    this.applyPools(buildPools({ snapshot, endpoints: usableEndpoints(snapshot), config: this.config, previous: this.pools }));
+    this.syncDeviceInfo();
+    this.applyPools(this.buildPools());
     this.watchNode();
-    this.cleanupDeviceInfo();
+  }
+
+  private buildPools(): Pool[] {
+    const endpoints = advertisableEndpoints(this.snapshot, this.allocated);
+    return buildPools({ snapshot: this.snapshot, endpoints, config: this.config, previous: this.pools });
   }
 
   private applyPools(next: Pool[]): void {
@@ -277,12 +285,13 @@ export class Plugin {
   /**
    * DeviceInfo files stay while their device exists, whatever the plugin's restarts: a pod may hold
    * the device. A file whose PCI function or vDPA device is gone describes nothing and goes.
-   * A snapshot with bus-level errors is a partial view and deletes nothing.
+   * A snapshot with bus-level errors is a partial view and deletes nothing. What stays is the
+   * record of devices handed out (`allocated`), read again whenever the set of devices changes.
    */
-  private cleanupDeviceInfo(): void {
+  private syncDeviceInfo(): void {
     const s = this.snapshot;
-    if (this.deviceSet === this.cleanedFor || s.errors.length) return;
-    this.cleanedFor = this.deviceSet;
+    if (this.deviceSet === this.syncedFor) return;
+    this.syncedFor = this.deviceSet;
     const dir = join(this.opts.flags.devinfoDir, 'dp');
     let names: string[];
     try {
@@ -290,6 +299,7 @@ export class Plugin {
     } catch {
       return;
     }
+    const allocated = new Set<string>();
     for (const name of names) {
       const path = join(dir, name);
       let vdpa: VdpaInfo | undefined;
@@ -301,10 +311,14 @@ export class Plugin {
       const pci = vdpa?.['pci-address']?.toLowerCase();
       if (!vdpa || !pci) continue;
       const gone = !s.functions.has(pci) ? `PCI function ${pci} is gone` : !s.vdpa.has(vdpa['parent-device']) ? `vDPA device ${vdpa['parent-device']} is gone` : null;
-      if (!gone) continue;
+      if (!gone || s.errors.length) {
+        allocated.add(pci);
+        continue;
+      }
       removeDeviceInfo(path);
       this.log.info('removed the DeviceInfo file of a device that no longer exists', { file: path, reason: gone });
     }
+    this.allocated = allocated;
   }
 
   /** Re-reads the config file; an invalid edit is logged and the running config stays. */
@@ -329,7 +343,7 @@ export class Plugin {
     this.config = next.config;
     metrics.configReloads.inc({ result: 'ok' });
     this.log.info('config reloaded', { pools: next.config.pools.map((p) => p.resource) });
-    this.applyPools(buildPools({ snapshot: this.snapshot, endpoints: usableEndpoints(this.snapshot), config: this.config, previous: this.pools }));
+    this.applyPools(this.buildPools());
     void this.reconcileServers();
   }
 

@@ -4,6 +4,7 @@
  */
 import type { Device } from '../proto/gen/deviceplugin_v1beta1.js';
 import type { Config, PfMatch, PoolConfig, Selector } from './config.js';
+import { endpointFor, usableEndpoints } from '../host/endpoint.js';
 import type { PciFunction, Representor, Snapshot, VdpaEndpoint } from '../host/snapshot.js';
 
 export type Health = 'Healthy' | 'Unhealthy';
@@ -29,11 +30,33 @@ export interface Pool {
 
 export interface PoolInput {
   readonly snapshot: Snapshot;
-  /** The snapshot's usable endpoints (host/endpoint.ts usableEndpoints). */
+  /** What the pools may hand out: advertisableEndpoints(snapshot, …). */
   readonly endpoints: readonly VdpaEndpoint[];
   readonly config: Config;
   /** The pools of the previous scan: a member that stops being usable stays, as Unhealthy. */
   readonly previous?: readonly Pool[];
+}
+
+/**
+ * The endpoints the pools may advertise: the usable ones, plus the allocated virtio devices that
+ * lack nothing but their netdev. That netdev sits in a pod's network namespace, where the host's
+ * sysfs does not show it; without this every VF in use would turn Unhealthy, and a restarted plugin
+ * would leave it out of the capacity (the incumbent's #565). `allocated`: device IDs that have a
+ * DeviceInfo file. A virtio device without a netdev that was never handed out stays unusable
+ * (virtio_net not loaded, say).
+ */
+export function advertisableEndpoints(snapshot: Snapshot, allocated: ReadonlySet<string>): VdpaEndpoint[] {
+  const out = usableEndpoints(snapshot);
+  for (const id of allocated) {
+    const fn = snapshot.functions.get(id);
+    if (!fn || fn.usable || fn.vdpaDevices.length !== 1) continue;
+    const d = snapshot.vdpa.get(fn.vdpaDevices[0]!);
+    const onlyNetdevMissing =
+      d?.driver === 'virtio' && d.virtio !== null && d.virtio.netdev === null && d.problems.length === 1 && fn.reason === `vDPA device ${d.name} ${d.problems[0]}`;
+    // host/endpoint.ts joins the rest, as for a usable function.
+    if (onlyNetdevMissing) out.push(endpointFor({ ...snapshot, functions: new Map([[id, { ...fn, usable: true }]]) }, id));
+  }
+  return out;
 }
 
 // "down" alone would also cover admin-down; an uplink is never admin-down while the node uses it.

@@ -2,7 +2,7 @@
 // modes: sockets, registrations and DeviceInfo files as the kubelet and the CNI would see them.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildFixture } from '../support/fixture.js';
@@ -162,6 +162,32 @@ test('DeviceInfo files survive a plugin restart; files of devices that no longer
   assert.equal(dpFiles(ws), [fileOf(RESOURCE, v0.pci)]);
   fx.addVdpa(v1.pci, 'virtio', v1.vdpa[0]);
   fx.addVdpa(v2.pci, 'vhost', v2.vdpa[0]);
+});
+
+test("a virtio VF in a pod (its netdev gone from the host's sysfs) stays Healthy, and stays advertised after a plugin restart", async () => {
+  const ws = workspace();
+  const kubelet = await kubeletFor();
+  let plugin = run(ws, kubelet.dir);
+  const first = await kubelet.waitForPlugin(RESOURCE);
+  await first.stream.waitFor((d) => d.length === 2);
+  await first.client.allocate([[v0.pci]]);
+  // The CNI moved the netdev into the pod: the kernel no longer lists it under virtioN/net/.
+  const net = join(fx.sysfsRoot, 'bus', 'virtio', 'devices', fx.vf(v0.pci).virtio!, 'net');
+  const netdev = fx.vf(v0.pci).netdev!;
+  renameSync(join(net, netdev), join(net, '..', 'in-pod'));
+  cleanups.push(() => renameSync(join(net, '..', 'in-pod'), join(net, netdev)));
+  // v1, never handed out, loses its netdev too (virtio_net unloaded, say): that one is not usable.
+  const net1 = join(fx.sysfsRoot, 'bus', 'virtio', 'devices', fx.vf(v1.pci).virtio!, 'net');
+  renameSync(join(net1, fx.vf(v1.pci).netdev!), join(net1, '..', 'gone'));
+  cleanups.push(() => renameSync(join(net1, '..', 'gone'), join(net1, fx.vf(v1.pci).netdev!)));
+  const after = await first.stream.waitFor((d) => d.some((x) => x.health === 'Unhealthy'), 6_000);
+  assert.equal(after.map((d) => [d.ID, d.health]), [[v0.pci, 'Healthy'], [v1.pci, 'Unhealthy']]);
+  await plugin.stop();
+
+  plugin = run(ws, kubelet.dir);
+  const second = await kubelet.waitForPlugin(RESOURCE, 2);
+  // The capacity still counts the VF in the pod; the one without a netdev and no DeviceInfo is left out.
+  assert.equal((await second.stream.waitFor((d) => d.length >= 1)).map((d) => [d.ID, d.health]), [[v0.pci, 'Healthy']]);
 });
 
 test('plugin-watcher mode: the socket sits in plugins_registry; GetInfo, connection and NotifyRegistrationStatus', async () => {

@@ -1,7 +1,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { renameSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseConfig, type Config } from '../../deviceplugin/config.js';
-import { advertised, buildPools, describeChanges, type Pool } from '../../deviceplugin/pools.js';
+import { advertisableEndpoints, advertised, buildPools, describeChanges, type Pool } from '../../deviceplugin/pools.js';
+import { discover } from '../../host/discover.js';
+import { usableEndpoints } from '../../host/endpoint.js';
+import { buildFixture } from '../support/fixture.js';
 import type { PciFunction, Representor, Snapshot, VdpaDriver, VdpaEndpoint } from '../../host/snapshot.js';
 
 // Hand-made snapshots: PF 0000:65:00.0 (uplink p0 "ens1f0np0", NUMA 0) with VFs .2-.5,
@@ -220,6 +225,35 @@ test('advertised: ID, health and NUMA topology unless excludeTopology', () => {
   );
   assert.equal(advertised(withTopo!), [{ ID: '0000:65:00.2', health: 'Healthy', topology: { nodes: [{ ID: 0 }] } }]);
   assert.equal(advertised(without!), [{ ID: '0000:b3:00.2', health: 'Healthy', topology: undefined }]);
+});
+
+test("advertisable: an allocated virtio VF whose netdev is in a pod's namespace (hidden from the host's sysfs)", () => {
+  const fx = buildFixture({ pfs: [{ vfs: [{ vdpa: 'virtio' }, { vdpa: 'virtio' }, { vdpa: 'unbound' }, { vdpa: 'vhost' }] }] });
+  try {
+    const [inPod, idle, unbound, vhost] = fx.vfs;
+    // What the kernel shows once the netdev moved to another namespace: virtioN/net/ no longer lists it.
+    for (const vf of [inPod!, idle!]) {
+      const dir = join(fx.sysfsRoot, 'bus', 'virtio', 'devices', vf.virtio!, 'net');
+      renameSync(join(dir, vf.netdev!), join(dir, '..', `hidden-${vf.netdev}`));
+    }
+    const snapshot = discover({ sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot });
+    assert.not.ok(snapshot.functions.get(inPod!.pci)!.usable);
+    assert.equal(usableEndpoints(snapshot).map((e) => e.pciAddress), [vhost!.pci]);
+    const eps = advertisableEndpoints(snapshot, new Set([inPod!.pci, unbound!.pci, '0000:99:00.0']));
+    assert.equal(eps.map((e) => e.pciAddress).sort(), [inPod!.pci, vhost!.pci].sort());
+    assert.equal(eps.find((e) => e.pciAddress === inPod!.pci), {
+      pciAddress: inPod!.pci,
+      pfPciAddress: inPod!.pf,
+      vdpaDevice: inPod!.vdpa[0],
+      driver: 'virtio',
+      path: join(fx.sysfsRoot, 'bus', 'virtio', 'devices', inPod!.virtio!),
+      netdev: null,
+      representor: inPod!.representor,
+      numaNode: 0,
+    });
+  } finally {
+    fx.cleanup();
+  }
 });
 
 test.run();
