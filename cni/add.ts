@@ -13,8 +13,7 @@ import { ipamAdd, ipamPlugin } from './ipam.js';
 import { expandIfaceId } from './netconf.js';
 import { markFor, moveCommand, podCommands, tempName } from './netdev.js';
 import type { OvsdbClient } from '../host/ovsdb.js';
-import { connectOvs, plug, unplug, waitForOvn } from './port.js';
-import { findOwnedPorts } from '../host/ovs.js';
+import { connectOvs, plug, waitForOvn } from './port.js';
 import { resolveDevice } from './resolve.js';
 import { EMPTY_RESULT, type Result, type ResultInterface } from './result.js';
 import { testPause } from './testhook.js';
@@ -77,23 +76,6 @@ async function reclaimVf(ctx: CallContext, pciAddress: string): Promise<void> {
     });
     await undoAttachment(old, { ipam: null, ovsdb: ctx.conf.ovsdb, log: ctx.log });
     removeState(ctx.paths.stateDir, old.containerId, old.ifname);
-  }
-}
-
-/**
- * A port of ours on this representor that belongs to an attachment with no state left (its DEL
- * ran while OVS was down) is a leftover: reclaimVf has already undone every live attachment on
- * this VF, so nothing else can own it. A port that is not ours stays, and plugging refuses it.
- */
-async function removeLeftoverPort(ctx: CallContext, client: OvsdbClient, rep: string): Promise<void> {
-  const mine = (p: { sandbox?: string; podIfName?: string }) => p.sandbox === ctx.env.containerId && p.podIfName === ctx.env.ifname;
-  for (const port of (await findOwnedPorts(client)).filter((p) => p.name === rep && !mine(p))) {
-    ctx.log.warn('removing a leftover port of an attachment that no longer exists', {
-      port: port.name,
-      previousContainerID: port.sandbox,
-      previousIfname: port.podIfName,
-    });
-    await unplug(client, port);
   }
 }
 
@@ -184,9 +166,8 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
     const client = await connecting;
     let installed: Promise<void> | null = null;
     if (rep && ifaceId && client) {
-      await removeLeftoverPort(ctx, client, rep.name);
       await journal.step(['port'], () =>
-        plug(client, {
+        plug(client, log, {
           bridge: conf.bridge,
           port: rep.name,
           ifaceId,

@@ -13,6 +13,7 @@ import {
   type OwnedPort,
   type PlugPortSpec,
 } from '../host/ovs.js';
+import type { Logger } from '../host/log.js';
 import { OvsdbClient } from '../host/ovsdb.js';
 import { CniError, ErrorCode } from './errors.js';
 
@@ -48,9 +49,34 @@ export async function unplug(client: OvsdbClient, port: OwnedPort): Promise<void
   await unplugPort(client, { bridge: port.bridge, port: port.name, ...(owner ? { owner } : {}) });
 }
 
-export async function plug(client: OvsdbClient, spec: PlugPortSpec): Promise<void> {
+/**
+ * A port of ours on the representor that serves another attachment is a leftover: ADD has already
+ * undone every recorded attachment on this VF (reclaim), so its owner's DEL ran while OVS was
+ * down. It is removed and the plug retried. A port that is not ours stays, and is refused.
+ */
+async function removeLeftover(client: OvsdbClient, log: Logger, spec: PlugPortSpec): Promise<boolean> {
+  const leftovers = (await findOwnedPorts(client)).filter(
+    (p) => p.name === spec.port && (p.sandbox !== spec.sandbox || p.podIfName !== spec.podIfName),
+  );
+  for (const port of leftovers) {
+    log.warn('removing a leftover port of an attachment that no longer exists', {
+      port: port.name,
+      previousContainerID: port.sandbox,
+      previousIfname: port.podIfName,
+    });
+    await unplug(client, port);
+  }
+  return leftovers.length > 0;
+}
+
+export async function plug(client: OvsdbClient, log: Logger, spec: PlugPortSpec): Promise<void> {
   try {
-    await plugPort(client, spec);
+    try {
+      await plugPort(client, spec);
+    } catch (err) {
+      if (!(err instanceof PortConflictError) || !(await removeLeftover(client, log, spec))) throw err;
+      await plugPort(client, spec);
+    }
   } catch (err) {
     if (err instanceof PortConflictError) throw new CniError(ErrorCode.InvalidConfig, err.message);
     if (err instanceof BridgeMissingError) {

@@ -167,6 +167,22 @@ test('OVS down: DEL returns the netdev now and leaves the port; GC collects it l
   await assertUnplugged(3);
 });
 
+test("OVS down at DEL, then the VF's next pod: its ADD removes the leftover port and plugs its own", async () => {
+  await lsp('d1');
+  await lsp('d2');
+  const p1 = b.netns('d1');
+  const p2 = b.netns('d2');
+  assert.is((await add(3, 'd1', p1)).code, 0);
+  assert.is((await del(3, 'd1', p1, { ovsdb: DEAD_OVSDB })).code, 0);
+  assert.is((await ovsInterface(b.vfs[3]!.representor))?.externalIds.sandbox, 'ctr-d1', 'leftover port');
+  const r = await add(3, 'd2', p2);
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stderr, /removing a leftover port of an attachment that no longer exists/);
+  assert.is((await ovsInterface(b.vfs[3]!.representor))?.externalIds.sandbox, 'ctr-d2');
+  assert.is((await del(3, 'd2', p2)).code, 0);
+  await assertUnplugged(3);
+});
+
 test('STATUS: ready with OVS up (logs hw-offload), code 50 for a missing bridge', async () => {
   const ok = await cni(b, 'STATUS', { ...conf(0, 'a'), ipam: undefined }, { containerId: '' });
   assert.is(ok.code, 0, ok.stdout + ok.stderr);
