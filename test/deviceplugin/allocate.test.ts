@@ -7,8 +7,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AllocateResponse, Device } from '../../proto/gen/deviceplugin_v1beta1.js';
 import { buildFixture } from '../support/fixture.js';
-import { KubeletStandIn, type ConnectedPlugin } from '../support/kubelet.js';
-import { PluginProcess, Workspace } from './harness.js';
+import type { ConnectedPlugin } from '../support/kubelet.js';
+import { Scenario } from './harness.js';
 
 const fx = buildFixture({
   pfs: [
@@ -20,8 +20,7 @@ const fx = buildFixture({
 });
 const [a0, a1, a2, a3, b0] = fx.vfs as [typeof fx.vfs[0], typeof fx.vfs[0], typeof fx.vfs[0], typeof fx.vfs[0], typeof fx.vfs[0]];
 const plain = fx.plainFunction!;
-const ws = new Workspace();
-ws.writeConfig({
+const config = {
   resourceList: [
     {
       resourceName: 'vdpa_virtio',
@@ -31,17 +30,16 @@ ws.writeConfig({
     },
     { resourceName: 'vdpa-vhost', resourcePrefix: 'dp.example-corp.io', selectors: [{ vdpaType: 'vhost' }] },
   ],
-});
+};
 const VIRTIO = 'example.com/vdpa_virtio';
 const VHOST = 'dp.example-corp.io/vdpa-vhost';
-let kubelet: KubeletStandIn;
-let plugin: PluginProcess;
+let sc: Scenario;
 let virtio: ConnectedPlugin;
 let vhost: ConnectedPlugin;
 
-const dpFile = (resource: string, id: string) => join(ws.devinfoDir, 'dp', `${resource.replace('/', '-')}-${id}-device.json`);
+const dpFile = (resource: string, id: string) => join(sc.ws.devinfoDir, 'dp', `${resource.replace('/', '-')}-${id}-device.json`);
 const readJson = (path: string): unknown => JSON.parse(readFileSync(path, 'utf8'));
-const dpFiles = () => (existsSync(join(ws.devinfoDir, 'dp')) ? readdirSync(join(ws.devinfoDir, 'dp')).sort() : []);
+const dpFiles = () => (existsSync(join(sc.ws.devinfoDir, 'dp')) ? readdirSync(join(sc.ws.devinfoDir, 'dp')).sort() : []);
 
 async function refused(p: Promise<unknown>): Promise<grpc.ServiceError> {
   try {
@@ -53,21 +51,15 @@ async function refused(p: Promise<unknown>): Promise<grpc.ServiceError> {
 }
 
 test.before(async () => {
-  kubelet = await KubeletStandIn.start();
-  plugin = PluginProcess.start({ ws, sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, kubeletDir: kubelet.dir });
-  virtio = await kubelet.waitForPlugin(VIRTIO);
-  vhost = await kubelet.waitForPlugin(VHOST);
+  sc = await Scenario.start({ fixture: fx, config });
+  virtio = await sc.kubelet.waitForPlugin(VIRTIO);
+  vhost = await sc.kubelet.waitForPlugin(VHOST);
 });
 
-test.after(async () => {
-  await plugin?.stop();
-  await kubelet?.stop();
-  ws.cleanup();
-  fx.cleanup();
-});
+test.after(() => sc?.stop());
 
 test('each pool is served on <prefix>_<name>.sock and registered with v1beta1 and preferred allocation', async () => {
-  const byResource = Object.fromEntries(kubelet.registrations.map((r) => [r.resourceName, r]));
+  const byResource = Object.fromEntries(sc.kubelet.registrations.map((r) => [r.resourceName, r]));
   assert.equal(byResource[VIRTIO], {
     version: 'v1beta1',
     endpoint: 'example.com_vdpa_virtio.sock',
@@ -75,11 +67,11 @@ test('each pool is served on <prefix>_<name>.sock and registered with v1beta1 an
     options: { preStartRequired: false, getPreferredAllocationAvailable: true },
   });
   assert.is(byResource[VHOST]!.endpoint, 'dp.example-corp.io_vdpa-vhost.sock');
-  assert.equal(kubelet.pluginSockets().sort(), ['dp.example-corp.io_vdpa-vhost.sock', 'example.com_vdpa_virtio.sock']);
+  assert.equal(sc.kubelet.pluginSockets().sort(), ['dp.example-corp.io_vdpa-vhost.sock', 'example.com_vdpa_virtio.sock']);
   // The stand-in dialled back the socket named in the registration: serving came first.
   assert.equal(virtio.options, { preStartRequired: false, getPreferredAllocationAvailable: true });
   assert.equal(await vhost.client.options(), { preStartRequired: false, getPreferredAllocationAvailable: true });
-  assert.equal(kubelet.errors, []);
+  assert.equal(sc.kubelet.errors, []);
 });
 
 test('ListAndWatch: VF PCI addresses with NUMA topology; the plain function joins, the simulator never does', async () => {
@@ -225,7 +217,7 @@ test('an Unhealthy device fails with FAILED_PRECONDITION naming it and why, and 
   assert.match(err.details, `${a1.pci} (vDPA device ${a1.vdpa[0]} is not bound to a driver)`);
   assert.equal(dpFiles(), files);
   assert.is(readFileSync(dpFile(VIRTIO, a0.pci), 'utf8'), before);
-  assert.ok(plugin.logs.some((l) => l.level === 'warn' && l.msg === 'allocate refused'));
+  assert.ok(sc.plugin.logs.some((l) => l.level === 'warn' && l.msg === 'allocate refused'));
 });
 
 test.run();

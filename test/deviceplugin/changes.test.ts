@@ -5,8 +5,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Device } from '../../proto/gen/deviceplugin_v1beta1.js';
 import { buildFixture } from '../support/fixture.js';
-import { KubeletStandIn, type ConnectedPlugin } from '../support/kubelet.js';
-import { PluginProcess, Workspace } from './harness.js';
+import type { ConnectedPlugin } from '../support/kubelet.js';
+import { Scenario } from './harness.js';
 
 const fx = buildFixture({ pfs: [{ vfs: [{ vdpa: 'virtio' }, { vdpa: 'virtio' }, { vdpa: 'virtio' }, { vdpa: 'vhost' }], totalVfs: 8 }] });
 const pf = fx.pfs[0]!;
@@ -20,10 +20,7 @@ const base = {
     { resourceName: 'vhost', resourcePrefix: 'example.com', selectors: { vdpaType: 'vhost' } },
   ],
 };
-const ws = new Workspace();
-ws.writeConfig(base);
-let kubelet: KubeletStandIn;
-let plugin: PluginProcess;
+let sc: Scenario;
 let virtio: ConnectedPlugin;
 let vhost: ConnectedPlugin;
 
@@ -31,19 +28,13 @@ const state = (ds: readonly Device[]) => Object.fromEntries(ds.map((d) => [d.ID,
 const has = (id: string, health?: string) => (ds: readonly Device[]) => ds.some((d) => d.ID === id && (!health || d.health === health));
 
 test.before(async () => {
-  kubelet = await KubeletStandIn.start();
-  plugin = PluginProcess.start({ ws, sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, kubeletDir: kubelet.dir, metrics: true });
-  virtio = await kubelet.waitForPlugin(VIRTIO);
-  vhost = await kubelet.waitForPlugin(VHOST);
+  sc = await Scenario.start({ fixture: fx, config: base, metrics: true });
+  virtio = await sc.kubelet.waitForPlugin(VIRTIO);
+  vhost = await sc.kubelet.waitForPlugin(VHOST);
   await virtio.stream.waitFor((ds) => ds.length === 3);
 });
 
-test.after(async () => {
-  await plugin?.stop();
-  await kubelet?.stop();
-  ws.cleanup();
-  fx.cleanup();
-});
+test.after(() => sc?.stop());
 
 test('unbinding a vDPA device turns it Unhealthy on the open stream; binding it again heals it', async () => {
   const updates = virtio.stream.updates.length;
@@ -53,7 +44,7 @@ test('unbinding a vDPA device turns it Unhealthy on the open stream; binding it 
   // The whole list is re-sent, on the stream that was already open.
   assert.is(virtio.stream.updates.length, updates + 1);
   assert.ok(!virtio.stream.ended);
-  const line = await plugin.waitForLog((l) => l.msg === 'pool changed' && JSON.stringify(l.changes).includes(`${v0.pci} Healthy → Unhealthy`));
+  const line = await sc.plugin.waitForLog((l) => l.msg === 'pool changed' && JSON.stringify(l.changes).includes(`${v0.pci} Healthy → Unhealthy`));
   assert.match(JSON.stringify(line.changes), 'is not bound to a driver');
   fx.bindVdpa(v0.vdpa[0]!, 'virtio');
   assert.equal(state(await virtio.stream.waitFor(has(v0.pci, 'Healthy'), 5_000)), { [v0.pci]: 'Healthy', [v1.pci]: 'Healthy', [v2.pci]: 'Healthy' });
@@ -91,48 +82,48 @@ test("the PF's uplink going down turns every device on it Unhealthy; back up, He
   const ds = await virtio.stream.waitFor((d) => d.every((x) => x.health === 'Unhealthy'), 6_000);
   assert.is(ds.length, 5);
   await vhost.stream.waitFor((d) => d.every((x) => x.health === 'Unhealthy'), 6_000);
-  await plugin.waitForLog((l) => l.msg === 'pool changed' && JSON.stringify(l.changes).includes(`PF uplink ${pf.uplink} is down`));
+  await sc.plugin.waitForLog((l) => l.msg === 'pool changed' && JSON.stringify(l.changes).includes(`PF uplink ${pf.uplink} is down`));
   fx.setOperState(pf.uplink, 'up');
   await virtio.stream.waitFor((d) => d.every((x) => x.health === 'Healthy'), 6_000);
 });
 
 test('config reload: a new pool is served and registered, and claims its devices from the old one', async () => {
-  ws.writeConfig({
+  sc.ws.writeConfig({
     resourceList: [
       { resourceName: 'first', resourcePrefix: 'example.com', selectors: { vdpaType: 'virtio', pciAddresses: [v0.pci] } },
       ...base.resourceList,
     ],
   });
-  const first = await kubelet.waitForPlugin(FIRST, 1, 5_000);
+  const first = await sc.kubelet.waitForPlugin(FIRST, 1, 5_000);
   assert.equal(state(await first.stream.waitFor((d) => d.length === 1)), { [v0.pci]: 'Healthy' });
   await virtio.stream.waitFor((d) => !has(v0.pci)(d) && d.length === 4, 5_000);
-  await plugin.waitForLog((l) => l.msg === 'config reloaded');
-  assert.ok(kubelet.pluginSockets().includes('example.com_first.sock'));
+  await sc.plugin.waitForLog((l) => l.msg === 'config reloaded');
+  assert.ok(sc.kubelet.pluginSockets().includes('example.com_first.sock'));
 });
 
 test('config reload: an invalid edit is logged with the field and the running pools stay', async () => {
   const updates = virtio.stream.updates.length;
-  const reloads = plugin.logs.filter((l) => l.msg === 'config reloaded').length;
-  ws.writeConfig({ resourceList: [{ resourceName: 'virtio', resourcePrefix: 'example.com', selectors: { vdpaType: 'virtio-net' } }] });
-  const err = await plugin.waitForLog((l) => l.msg === 'config edit rejected; keeping the running config');
+  const reloads = sc.plugin.logs.filter((l) => l.msg === 'config reloaded').length;
+  sc.ws.writeConfig({ resourceList: [{ resourceName: 'virtio', resourcePrefix: 'example.com', selectors: { vdpaType: 'virtio-net' } }] });
+  const err = await sc.plugin.waitForLog((l) => l.msg === 'config edit rejected; keeping the running config');
   assert.is(err.level, 'error');
   assert.is(err.error, 'resourceList[0].selectors.vdpaType: must be "virtio" or "vhost"');
-  ws.writeConfig('{"resourceList": [');
-  await plugin.waitForLog((l) => l.msg === 'config edit rejected; keeping the running config' && String(l.error).startsWith('config: not valid JSON'));
+  sc.ws.writeConfig('{"resourceList": [');
+  await sc.plugin.waitForLog((l) => l.msg === 'config edit rejected; keeping the running config' && String(l.error).startsWith('config: not valid JSON'));
   // Everything still served as before; a device can still be allocated from the running pools.
-  assert.equal(kubelet.pluginSockets().sort(), ['example.com_first.sock', 'example.com_vhost.sock', 'example.com_virtio.sock']);
-  const first = kubelet.plugin(FIRST)!;
+  assert.equal(sc.kubelet.pluginSockets().sort(), ['example.com_first.sock', 'example.com_vhost.sock', 'example.com_virtio.sock']);
+  const first = sc.kubelet.plugin(FIRST)!;
   assert.is((await first.client.allocate([[v0.pci]])).containerResponses[0]!.envs.PCIDEVICE_EXAMPLE_COM_FIRST, v0.pci);
   assert.is(virtio.stream.updates.length, updates);
-  assert.is(plugin.logs.filter((l) => l.msg === 'config reloaded').length, reloads);
+  assert.is(sc.plugin.logs.filter((l) => l.msg === 'config reloaded').length, reloads);
 });
 
 test('config reload: a removed pool stops serving and its socket goes; its devices return to the pool that matches', async () => {
-  const first = kubelet.plugin(FIRST)!;
-  ws.writeConfig(base);
+  const first = sc.kubelet.plugin(FIRST)!;
+  sc.ws.writeConfig(base);
   await virtio.stream.waitFor((d) => has(v0.pci, 'Healthy')(d) && d.length === 5, 5_000);
   await first.stream.waitForEnd(5_000);
-  assert.equal(kubelet.pluginSockets().sort(), ['example.com_vhost.sock', 'example.com_virtio.sock']);
+  assert.equal(sc.kubelet.pluginSockets().sort(), ['example.com_vhost.sock', 'example.com_virtio.sock']);
 });
 
 function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -148,7 +139,7 @@ function metricValue(text: string, name: string, labels: Record<string, string> 
 }
 
 test('metrics: devices per resource and health, allocations, Allocate latency, registrations, discovery, reloads', async () => {
-  const url = await plugin.metricsUrl();
+  const url = await sc.plugin.metricsUrl();
   const res = await fetch(url);
   assert.is(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', 'text/plain');

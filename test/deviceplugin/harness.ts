@@ -7,7 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { until } from '../support/kubelet.js';
+import type { Fixture } from '../support/fixture.js';
+import { KubeletStandIn, until } from '../support/kubelet.js';
 import { DP_BIN } from '../support/paths.js';
 
 let binary: string | null = null;
@@ -164,5 +165,31 @@ export class PluginProcess {
     } finally {
       clearTimeout(timer);
     }
+  }
+}
+
+/** A fixture node, a workspace holding `config`, a kubelet stand-in, and the plugin running against them. */
+export class Scenario {
+  private constructor(
+    readonly fx: Fixture,
+    readonly ws: Workspace,
+    readonly kubelet: KubeletStandIn,
+    readonly plugin: PluginProcess,
+  ) {}
+
+  static async start(o: { fixture: Fixture; config: unknown; metrics?: boolean }): Promise<Scenario> {
+    const ws = new Workspace();
+    ws.writeConfig(o.config);
+    const kubelet = await KubeletStandIn.start();
+    const plugin = PluginProcess.start({ ws, sysfsRoot: o.fixture.sysfsRoot, devRoot: o.fixture.devRoot, kubeletDir: kubelet.dir, metrics: o.metrics });
+    return new Scenario(o.fixture, ws, kubelet, plugin);
+  }
+
+  /** Stops the plugin and the stand-in, removes the workspace and the fixture. */
+  async stop(): Promise<void> {
+    await this.plugin.stop();
+    await this.kubelet.stop();
+    this.ws.cleanup();
+    this.fx.cleanup();
   }
 }
