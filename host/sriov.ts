@@ -97,7 +97,7 @@ export function rebindPci(m: Machine, bdf: string, driver: string | null): void 
     else bindPci(m, bdf, driver);
   } catch (err) {
     try {
-      m.write(`${dev}/driver_override`, before ?? '\n');
+      m.write(`${dev}/driver_override`, '\n');
       if (before !== null && pciDriver(m.sysfsRoot, bdf) === null) bindPci(m, bdf, before);
     } catch (back) {
       throw new HostError(`${(err as Error).message}; and giving ${bdf} back to ${before} failed: ${(back as Error).message}`);

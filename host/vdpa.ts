@@ -81,7 +81,7 @@ export function bindVdpa(m: Machine, name: string, driver: VdpaDriver): void {
     m.write(`${root}/bus/vdpa/drivers/${want}/bind`, name);
   } catch (err) {
     try {
-      m.write(`${root}/bus/vdpa/devices/${name}/driver_override`, before ?? '\n');
+      m.write(`${root}/bus/vdpa/devices/${name}/driver_override`, '\n');
       if (before !== null && vdpaBusDriver(root, name) === null) m.write(`${root}/bus/vdpa/drivers/${before}/bind`, name);
     } catch (back) {
       throw new HostError(`${(err as Error).message}; and giving ${name} back to ${before} failed: ${(back as Error).message}`);

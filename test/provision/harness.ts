@@ -1,0 +1,91 @@
+/** Shared pieces of the provisioning suites: a session on a FakeKernel, reading the ops it recorded. */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../../host/log.js';
+import { execute, type Session } from '../../deviceplugin/provision/cli.js';
+import { gatherFacts, type NodeFacts } from '../../deviceplugin/provision/facts.js';
+import { Journal } from '../../deviceplugin/provision/journal.js';
+import { planProvision, type Plan } from '../../deviceplugin/provision/plan.js';
+import { parsePolicy, type Policy } from '../../deviceplugin/provision/policy.js';
+import type { FakeKernel } from './kernel.js';
+
+/** Tool runs that only read. */
+const READS = /^run (devlink -j|ethtool -k|vdpa -j)/;
+
+/** The recorded ops that change something (writes and mutating tool runs). */
+export const changes = (ops: readonly string[]): string[] => ops.filter((o) => !READS.test(o));
+
+export class Bench {
+  readonly dir = mkdtempSync(join(tmpdir(), 'vdpa-provision-'));
+  readonly stateFile = join(this.dir, 'state', 'provision.json');
+  readonly devinfoDir = join(this.dir, 'devinfo');
+  readonly logFile = join(this.dir, 'log.jsonl');
+  private readonly log = createLogger({ stderr: false, file: this.logFile, level: 'debug' });
+
+  constructor(readonly k: FakeKernel) {}
+
+  session(): Session {
+    return {
+      machine: this.k,
+      gather: { devRoot: this.k.fx.devRoot, devinfoDir: this.devinfoDir, builtinList: join(this.dir, 'no-modules.builtin') },
+      journal: Journal.open(this.stateFile),
+      log: this.log,
+    };
+  }
+
+  facts(policy: Policy | null): Promise<NodeFacts> {
+    const s = this.session();
+    return gatherFacts(this.k, s.gather, policy, s.journal.list());
+  }
+
+  async plan(policy: Policy): Promise<Plan> {
+    return planProvision(policy, await this.facts(policy));
+  }
+
+  /** Runs provision (or teardown) as the CLI does; returns the changes it made and its dry-run text. */
+  async run(cmd: 'provision' | 'teardown', policy: Policy | null, dryRun = false): Promise<{ changes: string[]; out: string }> {
+    this.k.take();
+    let out = '';
+    await execute(cmd, this.session(), policy, dryRun, (t) => (out += t));
+    return { changes: changes(this.k.take()), out };
+  }
+
+  /** A DeviceInfo file as the device plugin writes it on Allocate. */
+  allocate(pci: string, resource = 'example.com-vdpa'): string {
+    const file = join(this.devinfoDir, 'dp', `${resource}-${pci}-device.json`);
+    mkdirSync(join(this.devinfoDir, 'dp'), { recursive: true });
+    writeFileSync(file, JSON.stringify({ type: 'vdpa', version: '1.1.0', vdpa: { 'parent-device': `vdpa:${pci}`, driver: 'virtio', path: '/sys/bus/virtio/devices/virtio0', 'pci-address': pci } }));
+    return file;
+  }
+
+  logLines(): { level: string; msg: string; [k: string]: unknown }[] {
+    return readFileSync(this.logFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { level: string; msg: string });
+  }
+
+  cleanup(): void {
+    this.log.close();
+    this.k.cleanup();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The policy of most tests: 4 VFs in switchdev, two virtio and two vhost vDPA devices. */
+export const FOUR_VFS = parsePolicy({
+  pfs: [
+    {
+      pciAddress: '0000:65:00.0',
+      numVfs: 4,
+      eSwitchMode: 'switchdev',
+      vdpa: [
+        { vfs: '0-1', vdpaType: 'virtio', macBase: '02:00:00:00:65:00', mtu: 9000 },
+        { vfs: '2-3', vdpaType: 'vhost', maxVqp: 2 },
+      ],
+    },
+  ],
+});
+
+export const VFS = ['0000:65:00.2', '0000:65:00.3', '0000:65:00.4', '0000:65:00.5'] as const;
