@@ -143,12 +143,10 @@ export interface FoundNetdev {
   readonly original: string;
 }
 
-/** Read-only: looks in the pod (when it still exists), then in the host, for the attachment's mark. */
-export async function locateNetdev(r: ReturnRequest, netnsAlive: boolean): Promise<FoundNetdev | null> {
-  if (r.netns && netnsAlive) {
-    const found = findMarked(await listLinks(r.netns), r.hash);
-    if (found) return { where: 'pod', ...found };
-  }
+/** Read-only: looks among the pod's links (null when the netns is gone), then in the host, for the mark. */
+export async function locateNetdev(r: ReturnRequest, podLinks: readonly Link[] | null): Promise<FoundNetdev | null> {
+  const found = podLinks && findMarked(podLinks, r.hash);
+  if (found) return { where: 'pod', ...found };
   const inHost = findMarked(await listLinks(null), r.hash);
   return inHost ? { where: 'host', ...inHost } : null;
 }

@@ -6,7 +6,7 @@
  * read-only lookups (where is the netdev, which ports are ours) run alongside the first step.
  */
 import type { Logger } from '../host/log.js';
-import { ip, isNetworkNamespace } from '../host/netns.js';
+import { ip, ipThenListLinks, isNetworkNamespace } from '../host/netns.js';
 import type { OvsdbClient } from '../host/ovsdb.js';
 import type { AttachmentState } from '../host/state.js';
 import { ipamDel, type IpamCall } from './ipam.js';
@@ -80,11 +80,20 @@ export async function undoAttachment(state: AttachmentState, opts: UndoOptions):
   const netdev: ReturnRequest = { netns, hash: attachmentHash(state.containerId, state.ifname), alias: state.netdevAlias };
   const rep = done.has('representor') ? state.representor : null;
 
-  const [, found, ovs] = await Promise.all([
-    rep ? attempt('representor down', () => representorDown(rep, log)) : null,
-    done.has('netdev') && state.driver === 'virtio'
-      ? attempt('find netdev', () => locateNetdev(netdev, netns !== null && isNetworkNamespace(netns)))
-      : null,
+  const wantNetdev = done.has('netdev') && state.driver === 'virtio';
+  const podNetns = netns !== null && isNetworkNamespace(netns) ? netns : null;
+  /** Representor down and a look at the pod's links, in one process when there is a pod. */
+  const downAndLocate = async () => {
+    if (wantNetdev && podNetns) {
+      const { error, links } = await ipThenListLinks({ netns: null, commands: rep ? [['link', 'set', 'dev', rep, 'down']] : [] }, podNetns);
+      if (error && !error.noDevice) throw error;
+      return locateNetdev(netdev, links);
+    }
+    if (rep) await representorDown(rep, log);
+    return wantNetdev ? locateNetdev(netdev, null) : null;
+  };
+  const [found, ovs] = await Promise.all([
+    attempt('representor down / find netdev', downAndLocate),
     done.has('port') && state.bridge ? attempt('find OVS ports', () => findPorts(state, opts.ovsdb, log)) : null,
   ]);
   if (ovs) {
@@ -97,7 +106,7 @@ export async function undoAttachment(state: AttachmentState, opts: UndoOptions):
   if (found) {
     const home = await attempt('return netdev', () => bringHome(found, netdev, log));
     if (home) log.info('returned netdev to the host', { netdev: home.name, from: found.where });
-  } else if (done.has('netdev') && state.driver === 'virtio' && failures.length === 0) {
+  } else if (wantNetdev && failures.length === 0) {
     log.info('netdev not found in the pod or the host; nothing to return', { netdev: state.netdev });
   }
   if (done.has('ipam') && opts.ipam) {

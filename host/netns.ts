@@ -127,6 +127,35 @@ export function ip(netns: Netns, commands: readonly IpCommand[]): Promise<void> 
   return ipBatches([{ netns, commands }]);
 }
 
+/**
+ * One process for a change and a look: runs `batch` (its failure is returned, not thrown), then
+ * lists the links of `listIn`.
+ */
+export async function ipThenListLinks(batch: IpBatch, listIn: Netns): Promise<{ error: IpError | null; links: Link[] }> {
+  const lines = batch.commands.map((c) => c.map(batchArg));
+  if (lines.some((l) => l.includes(null))) {
+    const error = await ipBatches([batch]).then(
+      () => null,
+      (err: unknown) => {
+        if (err instanceof IpError) return err;
+        throw err;
+      },
+    );
+    return { error, links: await listLinks(listIn) };
+  }
+  const [file, args] = argv(batch.netns, ['-batch', '-']);
+  const [listFile, listArgs] = argv(listIn, ['-j', 'link', 'show']);
+  const change = lines.length ? `${[file, ...args].join(' ')} <<'VDPA_EOF' || echo "VDPA_BATCH_FAILED" >&2\n${lines.map((l) => l.join(' ')).join('\n')}\nVDPA_EOF\n` : '';
+  const r = await runProcess(SH, ['-c', `${change}exec ${[listFile, ...listArgs].join(' ')}`]);
+  const failedBatch = r.stderr.includes('VDPA_BATCH_FAILED');
+  if (r.code !== 0) throw new IpError(['-j', 'link', 'show'], r.stderr, listIn);
+  const parsed: unknown = JSON.parse(r.stdout || '[]');
+  return {
+    error: failedBatch ? batchFailure(batch, r.stderr.replace(/\n?VDPA_BATCH_FAILED\s*/, '')) : null,
+    links: (Array.isArray(parsed) ? parsed : []).map(toLink),
+  };
+}
+
 async function ipJson(netns: Netns, args: readonly string[]): Promise<unknown[]> {
   const [file, argList] = argv(netns, ['-j', ...args]);
   const r = await runProcess(file, argList);
