@@ -1,18 +1,18 @@
 /**
- * ADD: validate → resolve the device → lock the VF → record the state → IPAM → netdev into the
- * pod → port into br-int → representor up → wait for ovn-installed → result. Each step is written
- * to the state file before it touches the host; a failure undoes the steps begun, in reverse.
+ * ADD: validate → resolve the device → lock the VF → record the state → IPAM → port into br-int
+ * → netdev into the pod and representor up → wait for ovn-installed → result. Each step is
+ * written to the state file before it touches the host; a failure undoes the steps begun (the
+ * same routine as DEL).
  */
-import { acquireLock } from '../host/lock.js';
 import { ipBatches, isNetworkNamespace, readHostLink, type Link } from '../host/netns.js';
+import type { OvsdbClient } from '../host/ovsdb.js';
 import type { VdpaEndpoint } from '../host/snapshot.js';
 import { listStates, removeState, writeState, type AttachmentState, type Step } from '../host/state.js';
-import { ipamCall, LOCK_TIMEOUT_MS, type CallContext } from './context.js';
+import { ipamCall, lockVf, type CallContext } from './context.js';
 import { CniError, ErrorCode, toCniError } from './errors.js';
 import { ipamAdd, ipamPlugin } from './ipam.js';
 import { expandIfaceId } from './netconf.js';
 import { markFor, moveCommand, podCommands, tempName } from './netdev.js';
-import type { OvsdbClient } from '../host/ovsdb.js';
 import { connectOvs, plug, waitForOvn } from './port.js';
 import { resolveDevice } from './resolve.js';
 import { EMPTY_RESULT, type Result, type ResultInterface } from './result.js';
@@ -44,19 +44,6 @@ class Journal {
   forget(step: Step): void {
     this.state = { ...this.state, steps: this.state.steps.filter((s) => s !== step) };
     writeState(this.stateDir, this.state);
-  }
-}
-
-/** Locks the VF for the rest of the call; a busy VF past the timeout is "try again later". */
-export async function lockVf(ctx: CallContext, pciAddress: string) {
-  try {
-    return await acquireLock(pciAddress, {
-      scope: ctx.paths.stateDir,
-      timeoutMs: LOCK_TIMEOUT_MS,
-      onWait: (holder) => ctx.log.info('VF is busy; waiting for its lock', { pciAddress, holderPid: holder }),
-    });
-  } catch (err) {
-    throw new CniError(ErrorCode.TryAgainLater, `VF ${pciAddress}: ${(err as Error).message}`);
   }
 }
 

@@ -1,5 +1,7 @@
+import { acquireLock, type Lock } from '../host/lock.js';
 import type { Logger } from '../host/log.js';
 import type { HostPaths } from '../host/paths.js';
+import { CniError, ErrorCode } from './errors.js';
 import type { IpamCall } from './ipam.js';
 import type { CniEnv, NetConf } from './netconf.js';
 
@@ -19,4 +21,17 @@ export function ipamCall(ctx: CallContext): IpamCall | null {
 }
 
 /** How long a call waits for another call to release the VF it wants. */
-export const LOCK_TIMEOUT_MS = 60_000;
+const LOCK_TIMEOUT_MS = 60_000;
+
+/** Locks the VF for the rest of the call; a busy VF past the timeout is "try again later". */
+export async function lockVf(ctx: CallContext, pciAddress: string): Promise<Lock> {
+  try {
+    return await acquireLock(pciAddress, {
+      scope: ctx.paths.stateDir,
+      timeoutMs: LOCK_TIMEOUT_MS,
+      onWait: (holder) => ctx.log.info('VF is busy; waiting for its lock', { pciAddress, holderPid: holder }),
+    });
+  } catch (err) {
+    throw new CniError(ErrorCode.TryAgainLater, `VF ${pciAddress}: ${(err as Error).message}`);
+  }
+}

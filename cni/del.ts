@@ -5,8 +5,7 @@
  */
 import type { Lock } from '../host/lock.js';
 import { readState, removeState, STEPS, type AttachmentState } from '../host/state.js';
-import { lockVf } from './add.js';
-import { ipamCall, type CallContext } from './context.js';
+import { ipamCall, lockVf, type CallContext } from './context.js';
 import { undoAttachment } from './undo.js';
 
 function stateOf(ctx: CallContext): AttachmentState | null {

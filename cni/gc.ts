@@ -5,8 +5,7 @@
  */
 import { listLinks } from '../host/netns.js';
 import { listStates, removeState } from '../host/state.js';
-import { lockVf } from './add.js';
-import { ipamCall, type CallContext } from './context.js';
+import { ipamCall, lockVf, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { ipamGc } from './ipam.js';
 import { attachmentHash, bringHome, parseMark } from './netdev.js';

@@ -34,4 +34,3 @@ export function parseCidr(text: string): Cidr | null {
   return { ip: canonicalIp(ip), prefix, family };
 }
 
-export const formatCidr = (c: Cidr): string => `${c.ip}/${c.prefix}`;
