@@ -1,10 +1,10 @@
 #!/bin/bash
 # PID 1 of the testbed guest, started by the initramfs on an overlay of the host's /.
-# Loads the vDPA, netdevsim and OVS modules of the booted kernel, runs every bundled guest suite
-# with node, and writes each suite's output and exit code to the results share (9p tag
+# Loads the vDPA, netdevsim and OVS modules of the booted kernel, runs one bundled guest suite
+# with node, and writes its output, exit code and the kernel log to the results share (9p tag
 # "results"), then powers off. Parameters come from the kernel command line:
-#   vdpatb.modules=<dir holding lib/modules/<release>>  vdpatb.suites=<dir of *.mjs suites>
-#   vdpatb.timeout=<seconds per suite>
+#   vdpatb.modules=<dir holding lib/modules/<release>>  vdpatb.suite=<bundled suite, *.mjs>
+#   vdpatb.timeout=<seconds the suite may take>
 set -uo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
 umask 022
@@ -16,8 +16,11 @@ param() {
   done
 }
 
+suite=$(param suite)
+name=$(basename "$suite" .mjs)
+
 finish() {
-  dmesg >/results/dmesg.txt 2>/dev/null
+  dmesg >"/results/$name.dmesg" 2>/dev/null
   sync
   echo o >/proc/sysrq-trigger
   sleep 30
@@ -46,15 +49,12 @@ if ! modprobe -a virtio_net vdpa virtio_vdpa vhost_vdpa vdpa_sim_net vp_vdpa net
   exit 1
 fi
 
-suites=$(param suites)
-timeout=$(param timeout)
 export NO_COLOR=1 FORCE_COLOR=0 VDPA_TESTBED=1
-for suite in "$suites"/*.mjs; do
-  name=$(basename "$suite" .mjs)
-  echo "guest: === $name"
-  start=$EPOCHREALTIME
-  timeout --kill-after=10 "${timeout:-300}" node --enable-source-maps "$suite" </dev/null 2>&1 | tee "/results/$name.out"
-  echo "${PIPESTATUS[0]}" >"/results/$name.rc"
-  echo "guest: $name exited $(<"/results/$name.rc") after $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
-done
-touch /results/done
+echo "guest: === $name"
+start=$EPOCHREALTIME
+timeout --kill-after=10 "$(param timeout)" node --enable-source-maps "$suite" </dev/null 2>&1 | tee "/results/$name.out"
+rc=${PIPESTATUS[0]}
+# A suite that timed out may be stuck in the kernel: log where every blocked task waits.
+((rc == 124)) && echo w >/proc/sysrq-trigger
+echo "$rc" >"/results/$name.rc"
+echo "guest: $name exited $rc after $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Runs the kernel vDPA testbed: prepares the kernel, modules and initramfs (cached), bundles the
-# guest suites (test/vm/guest/*.vm.ts), boots qemu (TCG) with the host's / as the guest's root,
-# and reports what the guest suites reported.
+# guest suites (test/vm/guest/*.vm.ts), and boots one qemu guest (TCG) per suite with the host's
+# / as its root, so that a suite that wrecks or crashes its kernel cannot touch the next one.
 #
 #   hack/vm/run.sh [results dir [suite name substring…]]
 #
-# The results directory (new or empty; default: one under $VDPA_VM_WORKDIR/runs) receives per guest
-# suite <name>.out and <name>.rc, plus console.log, dmesg.txt, kernel, and "done" once the guest
-# finished every suite. Exit 0 only when the guest finished and every suite exited 0.
-#   VDPA_VM_TIMEOUT        seconds the whole guest run may take (default 900)
-#   VDPA_VM_SUITE_TIMEOUT  seconds one guest suite may take (default 300)
+# The results directory (new or empty; default: one under $VDPA_VM_WORKDIR/runs) receives the
+# kernel release (kernel) and, per guest suite, <suite>.out and <suite>.rc (written by the guest
+# when the suite ends), <suite>.console.log and <suite>.dmesg. Exit 0 only when every suite ran
+# to its end and exited 0.
+#   VDPA_VM_SUITE_TIMEOUT  seconds one guest (boot, suite, power-off) may take (default 240)
+#   VDPA_VM_TIMEOUT        seconds all guests together may take; suites past it do not run (default 720)
 #   VDPA_VM_MEMORY         guest memory in MiB (default 2048)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -38,31 +39,39 @@ for slot in 6 7 8 9; do
     -device "virtio-net-pci,netdev=hp$slot,addr=0x$slot,mac=52:54:00:12:34:0$slot,romfile=")
 done
 
-t1=$EPOCHREALTIME
-log "booting the guest (TCG, $(nproc) vCPUs)"
-status=0
-timeout --kill-after=10 "${VDPA_VM_TIMEOUT:-900}" qemu-system-x86_64 \
-  -nodefaults -display none -no-reboot -serial stdio \
-  -accel tcg -cpu max -smp "$(nproc)" -m "${VDPA_VM_MEMORY:-2048}" \
-  -kernel "$K/root/boot/vmlinuz-$KREL" -initrd "$INITRD" \
-  -append "console=ttyS0 quiet panic=-1 vdpatb.init=$VM_REPO/hack/vm/guest.sh vdpatb.modules=$K/root vdpatb.suites=$bundle/test/vm/guest vdpatb.timeout=${VDPA_VM_SUITE_TIMEOUT:-300}" \
-  -fsdev "local,id=hostroot,path=/,security_model=passthrough,readonly=on,multidevs=remap" \
-  -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
-  -fsdev "local,id=results,path=$results,security_model=passthrough" \
-  -device virtio-9p-pci,fsdev=results,mount_tag=results \
-  "${nics[@]}" </dev/null 2>&1 | tee "$results/console.log" || status=$?
-log "guest ran for $(since "$t1") s"
-
-if ((status == 124)); then
-  log "the guest did not finish within ${VDPA_VM_TIMEOUT:-900} s"
-  exit 1
-fi
-[[ -f $results/done ]] || die "the guest stopped before finishing its suites (qemu exit $status); see $results/console.log"
+suite_timeout=${VDPA_VM_SUITE_TIMEOUT:-240}
+deadline=$((SECONDS + ${VDPA_VM_TIMEOUT:-720}))
 failed=0
-for rc in "$results"/*.rc; do
-  [[ $(<"$rc") == 0 ]] || {
-    log "guest suite $(basename "$rc" .rc) exited $(<"$rc")"
+for suite in "$bundle"/test/vm/guest/*.mjs; do
+  name=$(basename "$suite" .mjs)
+  left=$((deadline - SECONDS))
+  if ((left < 30)); then
+    log "$name: not run, the testbed's time (${VDPA_VM_TIMEOUT:-720} s) is used up"
     failed=1
-  }
+    continue
+  fi
+  t1=$EPOCHREALTIME
+  log "$name: booting a guest (TCG, $(nproc) vCPUs)"
+  status=0
+  vm_timeout=$((left < suite_timeout ? left : suite_timeout))
+  # The suite's own limit leaves time to boot, to log a hang and to power off.
+  timeout --kill-after=10 "$vm_timeout" qemu-system-x86_64 \
+    -nodefaults -display none -no-reboot -serial stdio \
+    -accel tcg -cpu max -smp "$(nproc)" -m "${VDPA_VM_MEMORY:-2048}" \
+    -kernel "$K/root/boot/vmlinuz-$KREL" -initrd "$INITRD" \
+    -append "console=ttyS0 quiet panic=-1 vdpatb.init=$VM_REPO/hack/vm/guest.sh vdpatb.modules=$K/root vdpatb.suite=$suite vdpatb.timeout=$((vm_timeout - 45))" \
+    -fsdev "local,id=hostroot,path=/,security_model=passthrough,readonly=on,multidevs=remap" \
+    -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
+    -fsdev "local,id=results,path=$results,security_model=passthrough" \
+    -device virtio-9p-pci,fsdev=results,mount_tag=results \
+    "${nics[@]}" </dev/null 2>&1 | tee "$results/$name.console.log" || status=$?
+  if [[ ! -f $results/$name.rc ]]; then
+    log "$name: the guest stopped before the suite ended ($( ((status == 124)) && echo "timed out after $vm_timeout s" || echo "qemu exit $status")); see $results/$name.console.log"
+    failed=1
+  elif [[ $(<"$results/$name.rc") != 0 ]]; then
+    log "$name: exited $(<"$results/$name.rc")"
+    failed=1
+  fi
+  log "$name: guest ran for $(since "$t1") s"
 done
 exit $failed

@@ -1,8 +1,8 @@
-// The kernel vDPA testbed, seen from the host: boots the guest through hack/vm/run.sh and relays
-// what its suites (test/vm/guest/*.vm.ts) reported. Each guest suite's output is printed whole,
-// so test/run.mjs adds the guest's uvu summaries to the totals; the guest console is printed
-// with a "vm| " prefix so its copy of those summaries is not counted twice. A guest that crashes,
-// hangs or skips a suite fails here.
+// The kernel vDPA testbed, seen from the host: hack/vm/run.sh boots one guest per suite in
+// test/vm/guest/*.vm.ts, and this relays what they reported. Each guest suite's output is printed
+// whole, so test/run.mjs adds the guest's uvu summaries to the totals; the guest consoles are
+// printed with a "vm| " prefix so their copy of those summaries is not counted twice. A guest
+// that crashes, hangs or never runs its suite fails here.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
@@ -34,17 +34,18 @@ function runTestbed(): Promise<number | null> {
   });
 }
 
-test('the guest boots the backports kernel and finishes every suite', async () => {
+test('the testbed boots guests on the backports kernel', async () => {
   const code = await runTestbed();
-  assert.ok(existsSync(join(results, 'done')), `the guest did not finish (run.sh exited ${code}); console: ${join(results, 'console.log')}`);
-  assert.match(read('kernel') ?? '', /^\d+\.\d+\.\d+.*-amd64$/m);
+  assert.match(read('kernel') ?? '', /^\d+\.\d+\.\d+.*-amd64$/m, `no guest booted (run.sh exited ${code})`);
 });
 
 for (const suite of GUEST_SUITES) {
   test(`guest suite ${suite}`, () => {
     const output = read(`${suite}.out`);
-    assert.ok(output !== null, `${suite} did not run in the guest`);
+    const consoleLog = join(results, `${suite}.console.log`);
+    assert.ok(output !== null, `${suite} did not run in the guest; console: ${consoleLog}`);
     console.log(`\n--- guest ${suite}\n${output}`);
+    assert.ok(read(`${suite}.rc`) !== null, `the guest stopped before ${suite} ended; console: ${consoleLog}`);
     assert.match(output, /^\s*Total:\s+\d+/m, `${suite} printed no uvu summary`);
     assert.is(read(`${suite}.rc`)?.trim(), '0', `${suite} exit code`);
   });
@@ -52,7 +53,7 @@ for (const suite of GUEST_SUITES) {
 
 test.after(() => {
   // Keep the evidence of a failed run; a passing one leaves nothing behind.
-  const passed = read('done') !== null && GUEST_SUITES.every((s) => read(`${s}.rc`)?.trim() === '0');
+  const passed = GUEST_SUITES.every((s) => read(`${s}.rc`)?.trim() === '0');
   if (passed) rmSync(results, { recursive: true, force: true });
   else console.log(`vm| results kept in ${results}`);
 });
