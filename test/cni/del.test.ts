@@ -104,6 +104,22 @@ test('a second pod-side eth0 coming home while the original name is taken: tempo
   assert.ok(link(null, 'eth0'), "host's eth0 still there");
 });
 
+test('GC returns an orphaned netdev (state lost, netns gone, DEL never came)', async () => {
+  const vf = b.vfs[2]!;
+  const pod = b.netns('orphan');
+  const c = { ...conf(vf.pci), cniVersion: '1.1.0', ipam: undefined };
+  assert.is((await cni(b, 'ADD', c, { containerId: 'orphan', netns: pod })).code, 0);
+  rmSync(join(b.stateDir, 'attachments'), { recursive: true });
+  killNetnsLikeTheKernel(pod, 'net1');
+  const keep = await cni(b, 'GC', { ...c, 'cni.dev/valid-attachments': [{ containerID: 'orphan', ifname: 'net1' }] }, { containerId: '' });
+  assert.is(keep.code, 0, keep.stderr);
+  assert.ok(link(null, 'net1'), 'a valid attachment is left alone');
+  const gc = await cni(b, 'GC', { ...c, 'cni.dev/valid-attachments': [] }, { containerId: '' });
+  assert.is(gc.code, 0, gc.stderr);
+  assert.ok(link(null, vf.netdev), 'netdev home under its original name');
+  assert.is(link(null, 'net1'), undefined);
+});
+
 for (const point of ['before:ipam', 'after:ipam', 'before:netdev', 'after:netdev']) {
   test(`kill -9 at ${point}, then DEL: nothing leaked`, async () => {
     const vf = b.vfs[3]!;
