@@ -35,8 +35,8 @@ const MAX_DEFER_MS = 1_000;
 const BUSY_MS = 100;
 /** A burst of node events (one rebind touches several files) is read by one scan this much later. */
 const NODE_EVENT_DELAY_MS = 30;
-/** Event-driven scans leave the loop free this many times their own duration in between. */
-const SCAN_GAP_FACTOR = 2;
+/** Event-driven scans leave the loop free at least as long as they took: at most half the CPU. */
+const SCAN_GAP_FACTOR = 1;
 const CONFIG_EVENT_DEBOUNCE_MS = 100;
 
 export interface PluginOptions {
@@ -179,7 +179,7 @@ export class Plugin {
 
   /**
    * One pending scan sees every change made before it runs. The gap after the previous scan keeps
-   * an event storm (a fixture tree, a busy /dev) from spending more than a third of the CPU on
+   * an event storm (a fixture tree, a busy /dev) from spending more than half the CPU on
    * scans; Allocate does not wait for it, since it rescans itself when the node is dirty.
    */
   private scheduleRescan(): void {
