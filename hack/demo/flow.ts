@@ -23,7 +23,8 @@ import { NAMESPACE, PODS, podAddress, VHOST_NAD, VHOST_RESOURCE, VIRTIO_NAD, VIR
 
 /** Where the flow tells what it does; the demo prints it, the test keeps it quiet. */
 export interface Narrator {
-  step(title: string): void;
+  /** A new step: a title and, in plain words, what happens in it. */
+  step(title: string, about: string): void;
   say(line: string): void;
 }
 
@@ -367,14 +368,14 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
   }
 
   try {
-    say.step('The simulated node');
+    say.step('The simulated node', 'A ConnectX-6 Dx style NIC is simulated: its sysfs tree is a fixture, but every VF netdev and representor is a real Linux interface, and OVS/OVN are real.');
     say.say(`PF ${node.vfs[0]!.pf} with ${node.vfs.length} VFs (fixture sysfs in ${node.sysfsRoot}):`);
     for (const vf of node.vfs) {
       say.say(`  VF ${vf.pci}  ${vf.vdpa} on ${vf.driver}_vdpa  ${vf.driver === 'vhost' ? vf.vhost : `virtio netdev ${vf.netdev}`}  representor ${vf.representor}`);
     }
     say.say(`OVS/OVN: ${BRIDGE} on the userspace datapath; logical switch ${node.logicalSwitch} (${node.subnet})`);
 
-    say.step('Device plugin and kubelet');
+    say.step('Device plugin and kubelet', 'The device plugin finds the vDPA VFs, groups them into one pool per vDPA driver and registers each pool with the kubelet, which then watches the device lists.');
     kubelet = await Kubelet.start(node.kubeletDir);
     plugin = DevicePlugin.start(node);
     say.say(`started ${DP_BIN} (pid ${plugin.pid}); logs in ${plugin.logFile}`);
@@ -386,7 +387,7 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
     assert.deepEqual(kubelet.healthy(VIRTIO_RESOURCE).sort(), expectIds('virtio'), `${VIRTIO_RESOURCE} devices`);
     assert.deepEqual(kubelet.healthy(VHOST_RESOURCE).sort(), expectIds('vhost'), `${VHOST_RESOURCE} devices`);
 
-    say.step('Two pods on virtio VFs');
+    say.step('Two pods on virtio VFs', 'For each pod the kubelet allocates a VF, an OVN controller creates the pod\'s logical port, and Multus calls vdpa-cni: the VF\'s virtio netdev moves into the pod and its representor joins br-int.');
     const a = await startPod(0);
     const b = await startPod(1);
     for (const pod of [a, b]) {
@@ -394,10 +395,10 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
       await checkVirtioPod(pod);
     }
 
-    say.step('The pods ping each other through OVN');
+    say.step('The pods ping each other through OVN', 'Traffic leaves pod A through its VF, enters OVS through the representor, crosses the OVN logical switch and reaches pod B the same way back.');
     const pings = await pingBoth(a, b, 5);
 
-    say.step('A third pod on a vhost VF');
+    say.step('A third pod on a vhost VF', 'A vhost VF is for a VM (KubeVirt, Kata): the pod gets /dev/vhost-vdpa-N instead of a netdev, and its representor still joins OVN.');
     const c = await startPod(2);
     const vhostName = c.vf.vhost!.split('/').at(-1)!;
     assert.deepEqual(
@@ -414,7 +415,7 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
     checkStatus(c, c.attachments[0]!);
     const peak = kubelet.usage();
 
-    say.step('The kubelet restarts');
+    say.step('The kubelet restarts', 'A restarting kubelet deletes every socket; the device plugin must notice and register again, and running pods must not notice anything.');
     const before = await Promise.all(pods.map(async (p) => JSON.stringify([await ovsInterface(p.vf.representor), p.vf.driver === 'virtio' ? [link(p.netnsName, 'net1'), addresses(p.netnsName, 'net1')] : null])));
     await kubelet.restart();
     say.say('kubelet.sock and every plugin socket deleted; the kubelet serves again');
@@ -427,7 +428,7 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
     await pingBoth(a, b, 2);
     say.say('running pods unchanged: same interfaces, addresses and OVS rows; DeviceInfo files kept; ping still works');
 
-    say.step('The pods are deleted');
+    say.step('The pods are deleted', 'Multus calls vdpa-cni DEL for each pod: the VF goes back to the host under its original name and its representor leaves br-int; the kubelet frees the devices.');
     for (const pod of [...pods]) {
       await deletePod(pod);
       say.say(`Multus: vdpa-cni DEL for ${pod.spec.name} took ${fmt(del[pod.spec.name]!)}; netns and ${pod.lsp} removed`);

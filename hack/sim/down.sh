@@ -57,6 +57,7 @@ done
 
 started=$(cat "$SIM/started-daemons" 2>/dev/null || true)
 rm -rf "$SIM"
+rm -f "$SIM.lock"
 if ! $keep_daemons; then
   [[ $started == *controller* ]] && /usr/share/ovn/scripts/ovn-ctl stop_controller >/dev/null 2>&1 8>&- || true
   [[ $started == *northd* ]] && /usr/share/ovn/scripts/ovn-ctl stop_northd >/dev/null 2>&1 8>&- || true
