@@ -43,6 +43,8 @@ export interface FlowSummary {
   /** Devices in use and free per resource while all pods ran, and at the end. */
   readonly peak: Readonly<Record<string, { inUse: number; free: number }>>;
   readonly end: Readonly<Record<string, { inUse: number; free: number }>>;
+  /** From the kubelet's restart until every pool was registered again and listed its devices. */
+  readonly reregisterMs: number;
   readonly totalMs: number;
 }
 
@@ -226,6 +228,11 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
   const t0 = performance.now();
   const node = readSimNode();
   const release = claimNode(node);
+  const leftovers = (await must('ip', ['netns', 'list'])).split('\n').filter((l) => l.startsWith('vdpa-sim-'));
+  if (leftovers.length) {
+    release();
+    throw new Error(`pods of an interrupted run are still there (${leftovers.map((l) => l.split(' ')[0]).join(', ')}): run hack/sim/down.sh, then try again`);
+  }
   const env = {
     VDPA_SYSFS_ROOT: node.sysfsRoot,
     VDPA_DEV_ROOT: node.devRoot,
@@ -417,9 +424,12 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
 
     say.step('The kubelet restarts', 'A restarting kubelet deletes every socket; the device plugin must notice and register again, and running pods must not notice anything.');
     const before = await Promise.all(pods.map(async (p) => JSON.stringify([await ovsInterface(p.vf.representor), p.vf.driver === 'virtio' ? [link(p.netnsName, 'net1'), addresses(p.netnsName, 'net1')] : null])));
+    const restartedAt = performance.now();
     await kubelet.restart();
     say.say('kubelet.sock and every plugin socket deleted; the kubelet serves again');
-    for (const p of await kubelet.plugins()) say.say(`${p.resource} registered again; ListAndWatch lists ${kubelet.healthy(p.resource).length} healthy`);
+    const again = await kubelet.plugins();
+    const reregisterMs = performance.now() - restartedAt;
+    for (const p of again) say.say(`${p.resource} registered again; ListAndWatch lists ${kubelet.healthy(p.resource).length} healthy`);
     assert.deepEqual(kubelet.healthy(VIRTIO_RESOURCE).sort(), expectIds('virtio'), `${VIRTIO_RESOURCE} devices after the restart`);
     assert.deepEqual(kubelet.healthy(VHOST_RESOURCE).sort(), expectIds('vhost'), `${VHOST_RESOURCE} devices after the restart`);
     const after = await Promise.all(pods.map(async (p) => JSON.stringify([await ovsInterface(p.vf.representor), p.vf.driver === 'virtio' ? [link(p.netnsName, 'net1'), addresses(p.netnsName, 'net1')] : null])));
@@ -445,7 +455,7 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
     assert.equal(kubelet.healthy(VIRTIO_RESOURCE).length + kubelet.healthy(VHOST_RESOURCE).length, node.vfs.length, 'every VF healthy');
     say.say(`the pools report every device available: ${RESOURCES.map((r) => `${r} ${end[r]!.free}/${kubelet!.healthy(r).length}`).join(', ')}`);
 
-    return { pings, add, del, peak, end, totalMs: performance.now() - t0 };
+    return { pings, add, del, peak, end, reregisterMs, totalMs: performance.now() - t0 };
   } catch (err) {
     if (plugin) say.say(`device plugin log (last lines):\n${plugin.logTail()}`);
     throw err;

@@ -30,6 +30,7 @@ function summary(s: FlowSummary): string {
     `  ping:            ${s.pings.map((p) => `${p.from} → ${p.to} ${p.loss} loss, avg ${p.avgMs ?? '?'} ms`).join('; ')}`,
     `  vdpa-cni ADD:    ${times(s.add)}`,
     `  vdpa-cni DEL:    ${times(s.del)}`,
+    `  kubelet restart: every pool registered again after ${ms(s.reregisterMs)}`,
     `  with all pods:   ${usage(s.peak)}`,
     `  at the end:      ${usage(s.end)}`,
     `  flow took ${ms(s.totalMs)}`,
@@ -41,6 +42,18 @@ if (process.getuid?.() !== 0) {
   process.exit(1);
 }
 const broughtUp = !existsSync(SIM_NODE_FILE);
+// Ctrl-C mid-flow: pods, ports and the plugin would stay behind; rebuild the node as it was.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    console.error(`\n${red(`Interrupted (${signal})`)}: taking the simulated node down${broughtUp ? '' : ' and up again'}`);
+    try {
+      sim('down');
+      if (!broughtUp) sim('up');
+    } finally {
+      process.exit(130);
+    }
+  });
+}
 let failed = false;
 try {
   if (broughtUp) {
