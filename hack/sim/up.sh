@@ -26,16 +26,11 @@ VFS=4
 exec 8>"$SIM.lock"
 flock 8
 
-PACKAGES=(openvswitch-switch ovn-central ovn-host iproute2 iputils-ping ethtool containernetworking-plugins)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "sim-up: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# hack/ovn/up.sh installs OVS/OVN and iproute2; the pods' addresses need Debian's static IPAM plugin.
+if ! dpkg-query -W -f='${Status}' containernetworking-plugins 2>/dev/null | grep -q 'install ok installed'; then
+  echo "sim-up: installing containernetworking-plugins"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containernetworking-plugins >/dev/null
 fi
 if [[ ! -x node_modules/.bin/esbuild ]]; then
   echo "sim-up: node_modules is missing; run npm ci first" >&2
