@@ -1,59 +1,22 @@
 // Runs every uvu suite under test/ (each file in its own process, as root suites change the
 // host) and ends with the line CI reads: "N passed, N failed".
 //   node test/run.mjs [substring…]   run only the suites whose path contains a substring
-import { build } from 'esbuild';
-import { spawn, execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { bundleScripts, ensureBuilt, root } from '../build/dev.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // Per-run output directory: several runs may share one checkout.
 const outDir = join(root, '.test-build', `run-${process.pid}`);
 const SUITE_TIMEOUT_MS = 15 * 60 * 1000;
-const SOURCE_DIRS = ['cni', 'deviceplugin', 'host', 'proto', 'build'];
 
 function walk(dir, keep, acc = []) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (entry.name !== 'node_modules' && entry.name !== 'out') walk(p, keep, acc);
-    } else if (keep(p)) acc.push(p);
+    if (entry.isDirectory()) walk(p, keep, acc);
+    else if (keep(p)) acc.push(p);
   }
   return acc;
-}
-
-function newestMtime(files) {
-  return files.reduce((m, f) => Math.max(m, statSync(f).mtimeMs), 0);
-}
-
-/** Suites run the built executables, so rebuild them when any source is newer. */
-function ensureBuilt() {
-  const bins = ['vdpa-cni', 'vdpa-device-plugin'].map((b) => join(root, 'build', 'out', b));
-  const fresh = () => {
-    const sources = SOURCE_DIRS.flatMap((d) => (existsSync(join(root, d)) ? walk(join(root, d), () => true) : []));
-    return bins.every(existsSync) && newestMtime(bins) >= newestMtime(sources);
-  };
-  if (fresh()) return;
-  mkdirSync(join(root, 'build', 'out'), { recursive: true });
-  const lock = join(root, 'build', 'out', '.building');
-  // Concurrent runs must not write the same binaries at once.
-  for (;;) {
-    try {
-      closeSync(openSync(lock, 'wx'));
-      break;
-    } catch {
-      if (Date.now() - statSync(lock, { throwIfNoEntry: false })?.mtimeMs > 120_000) rmSync(lock, { force: true });
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
-    }
-  }
-  try {
-    if (fresh()) return;
-    console.log('test: building the executables');
-    execFileSync(process.execPath, [join(root, 'build', 'build.mjs')], { stdio: 'inherit' });
-  } finally {
-    rmSync(lock, { force: true });
-  }
 }
 
 const strip = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
@@ -98,7 +61,7 @@ function runSuite(file) {
 
 async function main() {
   const filters = process.argv.slice(2);
-  ensureBuilt();
+  ensureBuilt('test');
   const suites = walk(join(root, 'test'), (p) => p.endsWith('.test.ts'))
     .map((p) => relative(root, p))
     .filter((p) => !filters.length || filters.some((f) => p.includes(f)))
@@ -109,19 +72,7 @@ async function main() {
     process.exit(1);
   }
   rmSync(outDir, { recursive: true, force: true });
-  await build({
-    entryPoints: suites.map((s) => join(root, s)),
-    outdir: outDir,
-    outbase: root,
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    packages: 'external',
-    sourcemap: 'inline',
-    logLevel: 'warning',
-  });
+  await bundleScripts({ entryPoints: suites.map((s) => join(root, s)), outdir: outDir, outbase: root });
   const totals = { passed: 0, failed: 0, skipped: 0 };
   const failures = [];
   for (const suite of suites) {

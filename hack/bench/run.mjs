@@ -2,14 +2,13 @@
 // suites) and runs it with Node, passing the remaining arguments through.
 //   node hack/bench/run.mjs                    every hack/bench/*.ts in turn
 //   node hack/bench/run.mjs <name> [args…]     one benchmark, e.g. `discovery --iterations 500`
-import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bundleScripts, root } from '../../build/dev.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
-const root = resolve(benchDir, '..', '..');
 // Inside the repo (so node_modules resolves) and already ignored by git; per run, so runs can overlap.
 const outDir = join(root, '.test-build', `bench-${process.pid}`);
 
@@ -28,18 +27,7 @@ for (const n of names) {
 
 let failed = false;
 try {
-  await build({
-    entryPoints: names.map((n) => join(benchDir, `${n}.ts`)),
-    outdir: outDir,
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    packages: 'external',
-    sourcemap: 'inline',
-    logLevel: 'warning',
-  });
+  await bundleScripts({ entryPoints: names.map((n) => join(benchDir, `${n}.ts`)), outdir: outDir });
   for (const n of names) {
     if (names.length > 1) console.log(`\n=== ${n}`);
     const r = spawnSync(process.execPath, ['--enable-source-maps', join(outDir, `${n}.mjs`), ...args], { cwd: root, stdio: 'inherit' });

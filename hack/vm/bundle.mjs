@@ -1,12 +1,10 @@
 // Bundles the guest suites (test/vm/guest/*.vm.ts) for node in the testbed guest, the way
 // test/run.mjs bundles host suites. Output: <outdir>/test/vm/guest/<name>.vm.mjs.
 //   node hack/vm/bundle.mjs <outdir> [substring…]   only the suites whose name contains one
-import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { bundleScripts, root } from '../../build/dev.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const [outdir, ...filters] = process.argv.slice(2);
 if (!outdir) {
   console.error('usage: node hack/vm/bundle.mjs <outdir>');
@@ -20,16 +18,4 @@ if (!suites.length) {
   console.error(`bundle: no *.vm.ts suites in ${guestDir}${filters.length ? ` match ${filters.join(', ')}` : ''}`);
   process.exit(1);
 }
-await build({
-  entryPoints: suites,
-  outdir: resolve(outdir),
-  outbase: root,
-  outExtension: { '.js': '.mjs' },
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'esm',
-  packages: 'external',
-  sourcemap: 'inline',
-  logLevel: 'warning',
-});
+await bundleScripts({ entryPoints: suites, outdir: resolve(outdir), outbase: root });
