@@ -25,18 +25,8 @@ BRIDGE=br-int
 exec 9>/run/vdpa-k8s-ovn-up.lock
 flock 9
 
-PACKAGES=(openvswitch-switch ovn-central ovn-host iproute2 iputils-ping)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "ovn-up: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # Debian's package scripts try to start the services through init; we start them ourselves.
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$(dirname "$0")/../lib/packages.sh"
+ensure_packages ovn-up openvswitch-switch ovn-central ovn-host iproute2 iputils-ping
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

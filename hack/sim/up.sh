@@ -27,11 +27,8 @@ exec 8>"$SIM.lock"
 flock 8
 
 # hack/ovn/up.sh installs OVS/OVN and iproute2; the pods' addresses need Debian's static IPAM plugin.
-if ! dpkg-query -W -f='${Status}' containernetworking-plugins 2>/dev/null | grep -q 'install ok installed'; then
-  echo "sim-up: installing containernetworking-plugins"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containernetworking-plugins >/dev/null
-fi
+source hack/lib/packages.sh
+ensure_packages sim-up containernetworking-plugins
 if [[ ! -x node_modules/.bin/esbuild ]]; then
   echo "sim-up: node_modules is missing; run npm ci first" >&2
   exit 1

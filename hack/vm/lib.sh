@@ -24,18 +24,7 @@ case $VM_WORKDIR/ in
   /proc/* | /sys/* | /dev/* | /run/* | /var/run/*) die "VDPA_VM_WORKDIR must not be under /proc, /sys, /dev or /run (got '$VM_WORKDIR')" ;;
 esac
 
-# Installs the Debian packages that are missing; never touches installed ones.
-ensure_packages() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  ((${#missing[@]})) || return 0
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/packages.sh"
 
 # The Debian mirror the machine already uses, so that a proxy or local mirror applies here too.
 debian_mirror() {

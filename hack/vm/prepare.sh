@@ -8,7 +8,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-ensure_packages qemu-system-x86 busybox-static cpio kmod xz-utils make gcc-12 libc6-dev util-linux \
+ensure_packages vm qemu-system-x86 busybox-static cpio kmod xz-utils make gcc-12 libc6-dev util-linux \
   debian-archive-keyring
 
 mkdir -p "$VM_WORKDIR"
