@@ -29,7 +29,8 @@ const VENDORS: readonly VdpaVendor[] = [
   {
     label: 'virtio-net PCI function (vp_vdpa)',
     vendor: '1af4',
-    devices: ['1041'],
+    // Modern and transitional (qemu's default) virtio-net; vp_vdpa drives both through the modern interface.
+    devices: ['1041', '1000'],
     pciDriver: 'vp-vdpa',
     rebind: true,
     modules: ['vp_vdpa'],

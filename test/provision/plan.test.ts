@@ -15,6 +15,11 @@ function bench(...args: ConstructorParameters<typeof FakeKernel>): Bench {
   return new Bench(new FakeKernel(...args));
 }
 
+/** A PF whose VF i carries our device `vdpa:<VF>` of the given type (or nothing). */
+function provisioned(types: readonly ('virtio' | 'vhost' | 'unbound' | 'none')[]) {
+  return { pfs: [{ vfs: types.map((t, i) => (t === 'none' ? { vdpa: t } : { vdpa: t, vdpaName: `vdpa:${VFS[i]}` })) }] };
+}
+
 async function refused(b: Bench, policy: ReturnType<typeof parsePolicy>): Promise<string[]> {
   try {
     await b.plan(policy);
@@ -60,21 +65,7 @@ test('fresh PF in legacy mode: modules, VFs, switchdev, TC offload, then one vDP
 });
 
 test('a node that matches the policy plans nothing', async () => {
-  const b = bench(
-    {
-      pfs: [
-        {
-          vfs: [
-            { vdpa: 'virtio', vdpaName: `vdpa:${VFS[0]}` },
-            { vdpa: 'virtio', vdpaName: `vdpa:${VFS[1]}` },
-            { vdpa: 'vhost', vdpaName: `vdpa:${VFS[2]}` },
-            { vdpa: 'vhost', vdpaName: `vdpa:${VFS[3]}` },
-          ],
-        },
-      ],
-    },
-    { modules: ALL_MODULES, hwTc: { enp101s0f0np0: true } },
-  );
+  const b = bench(provisioned(['virtio', 'virtio', 'vhost', 'vhost']), { modules: ALL_MODULES, hwTc: { enp101s0f0np0: true } });
   try {
     const plan = await b.plan(FOUR_VFS);
     assert.equal(plan.steps, []);
@@ -85,21 +76,7 @@ test('a node that matches the policy plans nothing', async () => {
 });
 
 test('half-provisioned node: only what is missing (an unbound VF, a device on the wrong driver, a missing device)', async () => {
-  const b = bench(
-    {
-      pfs: [
-        {
-          vfs: [
-            { vdpa: 'virtio', vdpaName: `vdpa:${VFS[0]}` },
-            { vdpa: 'none' },
-            { vdpa: 'virtio', vdpaName: `vdpa:${VFS[2]}` },
-            { vdpa: 'unbound', vdpaName: `vdpa:${VFS[3]}` },
-          ],
-        },
-      ],
-    },
-    { modules: ALL_MODULES, hwTc: { enp101s0f0np0: true } },
-  );
+  const b = bench(provisioned(['virtio', 'none', 'virtio', 'unbound']), { modules: ALL_MODULES, hwTc: { enp101s0f0np0: true } });
   try {
     // A run that stopped between unbind and bind left VF 1 without its PCI driver.
     b.k.write(join(b.k.sysfsRoot, 'bus', 'pci', 'devices', VFS[1], 'driver', 'unbind'), VFS[1]);
@@ -237,7 +214,7 @@ test('refused at parse time: vdpaType without switchdev, and other bad fields na
 });
 
 test('refused, nothing changed: a PF in use by a pool with allocated devices; new devices on free VFs are fine', async () => {
-  const b = bench({ pfs: [{ vfs: [{ vdpa: 'virtio', vdpaName: `vdpa:${VFS[0]}` }, { vdpa: 'none' }] }] }, { modules: ALL_MODULES, hwTc: { enp101s0f0np0: true } });
+  const b = bench(provisioned(['virtio', 'none']), { modules: ALL_MODULES, hwTc: { enp101s0f0np0: true } });
   try {
     const file = b.allocate(VFS[0]);
     const problems = await refused(b, FOUR_VFS);
