@@ -167,7 +167,10 @@ export async function converge(ctx: RunContext, gather: () => Promise<NodeFacts>
       return { steps, rounds: round };
     }
     const shape = JSON.stringify(plan.steps.map((s) => s.action));
-    if (shape === previous) throw new HostError(`no progress: round ${round} plans the same ${plan.steps.length} steps again (${plan.steps[0]!.description}, …)`);
+    if (shape === previous) {
+      const n = plan.steps.length;
+      throw new HostError(`no progress: round ${round} plans the same ${n} step${n === 1 ? '' : 's'} again (${plan.steps[0]!.description}${n > 1 ? ', …' : ''})`);
+    }
     previous = shape;
     ctx.log.info('applying plan', { round, steps: plan.steps.length });
     await runPlan(ctx, plan);

@@ -277,4 +277,22 @@ test('a smaller policy deletes only our devices that it no longer wants', async 
   }
 });
 
+test('a node that does not do what a step asks stops the run instead of looping', async () => {
+  const b = new Bench(new FakeKernel({ pfs: [{ vfs: 0, switchdev: false }] }));
+  try {
+    // devlink says yes, the mode stays legacy.
+    const real = b.k.run.bind(b.k);
+    b.k.run = (tool, args) => (tool === 'devlink' && args[0] === 'dev' ? Promise.resolve({ code: 0, signal: null, stdout: '', stderr: '' }) : real(tool, args));
+    const policy = parsePolicy({ pfs: [{ pciAddress: PF, eSwitchMode: 'switchdev', hwTcOffload: false }] });
+    try {
+      await b.run('provision', policy);
+      assert.unreachable('stopped');
+    } catch (err) {
+      assert.match((err as Error).message, `no progress: round 2 plans the same 1 step again (put the eswitch of pci/${PF} in switchdev mode`);
+    }
+  } finally {
+    b.cleanup();
+  }
+});
+
 test.run();
