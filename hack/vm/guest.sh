@@ -52,9 +52,16 @@ fi
 export NO_COLOR=1 FORCE_COLOR=0 VDPA_TESTBED=1
 echo "guest: === $name"
 start=$EPOCHREALTIME
-timeout --kill-after=10 "$(param timeout)" node --enable-source-maps "$suite" </dev/null 2>&1 | tee "/results/$name.out"
+limit=$(param timeout)
+# Just before the suite's time is up, log what every process waits on, kernel and user side.
+(
+  sleep $((limit - 5))
+  echo w >/proc/sysrq-trigger
+  ps -eo pid,ppid,stat,etimes,wchan:32,args >/results/$name.ps
+) &
+watchdog=$!
+timeout --kill-after=10 "$limit" node --enable-source-maps "$suite" </dev/null 2>&1 | tee "/results/$name.out"
 rc=${PIPESTATUS[0]}
-# A suite that timed out may be stuck in the kernel: log where every blocked task waits.
-((rc == 124)) && echo w >/proc/sysrq-trigger
+kill "$watchdog" 2>/dev/null
 echo "$rc" >"/results/$name.rc"
 echo "guest: $name exited $rc after $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"

@@ -7,8 +7,8 @@
 #
 # The results directory (new or empty; default: one under $VDPA_VM_WORKDIR/runs) receives the
 # kernel release (kernel) and, per guest suite, <suite>.out and <suite>.rc (written by the guest
-# when the suite ends), <suite>.console.log and <suite>.dmesg. Exit 0 only when every suite ran
-# to its end and exited 0.
+# when the suite ends), <suite>.console.log, <suite>.dmesg, and <suite>.ps when it ran out of
+# time (what each process waited on). Exit 0 only when every suite ran to its end and exited 0.
 #   VDPA_VM_SUITE_TIMEOUT  seconds one guest (boot, suite, power-off) may take (default 240)
 #   VDPA_VM_TIMEOUT        seconds all guests together may take; suites past it do not run (default 720)
 #   VDPA_VM_MEMORY         guest memory in MiB (default 2048)
