@@ -39,7 +39,7 @@ const OPTIONAL = [
 
 /**
  * `vdpa dev add`. A management device that refuses an optional attribute ("Some provided
- * attributes are not supported": vp_vdpa refuses mac, the simulator max_vqp, older mlx5 max_vqp)
+ * attributes are not supported": vp_vdpa refuses mac, the simulator max_vqp; both seen in the testbed)
  * gets the device without it, max_vqp given up first as the SR-IOV operator does. Returns the
  * attributes given up.
  */
