@@ -19,6 +19,7 @@ const netns = (name: string): string => {
 
 /** Netdev names as the kernel has them before any ADD. */
 let pciNetdev: string;
+let pciNetdevB: string;
 let simNetdev: string;
 let simInfo: string;
 // The simulator has no PCI function: the DeviceInfo file gives it a stand-in ID, as it would
@@ -40,6 +41,7 @@ test.before(() => {
   addVdpa('cpci1', toVpVdpa(fnB));
   addVdpa('csim0', 'vdpasim_net', '02:00:00:00:c5:01');
   pciNetdev = virtioOf('cpci0')!.netdev!;
+  pciNetdevB = virtioOf('cpci1')!.netdev!;
   simNetdev = virtioOf('csim0')!.netdev!;
   simInfo = writeCniDeviceInfo('testbed-sim-csim0_net1', {
     'parent-device': 'csim0',
@@ -140,25 +142,24 @@ test('netns deleted before DEL: the kernel returns the real netdev, DEL renames 
 });
 
 test('two pods on vp_vdpa netdevs ping each other through qemu', async () => {
-  const [podA, podB] = [netns('cpod-a'), netns('cpod-b')];
+  const pods = [
+    { fn: fnA, pod: netns('cpod-a') },
+    { fn: fnB, pod: netns('cpod-b') },
+  ];
+  const call = (pod: string): CniCall => ({ containerId: `ctr-${pod}`, netns: pod });
   const c = (fn: string) => conf({ deviceID: fn }, '10.88.4.0/24');
-  for (const [fn, pod] of [
-    [fnA, podA],
-    [fnB, podB],
-  ] as const) {
-    const add = await cniAdd(c(fn), { containerId: `ctr-${pod}`, netns: pod });
+  for (const { fn, pod } of pods) {
+    const add = await cniAdd(c(fn), call(pod));
     assert.is(add.code, 0, add.stderr);
   }
-  const peer = addressesOf('net1', podB)[0]!.split('/')[0]!;
-  assert.match(sh('ip', ['netns', 'exec', podA, 'ping', '-c', '3', '-i', '0.2', '-W', '5', peer]), / 0% packet loss/);
-  for (const [fn, pod] of [
-    [fnA, podA],
-    [fnB, podB],
-  ] as const) {
-    const del = await cniDel(c(fn), { containerId: `ctr-${pod}`, netns: pod });
+  const peer = addressesOf('net1', pods[1]!.pod)[0]!.split('/')[0]!;
+  assert.match(sh('ip', ['netns', 'exec', pods[0]!.pod, 'ping', '-c', '3', '-i', '0.2', '-W', '5', peer]), / 0% packet loss/);
+  for (const { fn, pod } of pods) {
+    const del = await cniDel(c(fn), call(pod));
     assert.is(del.code, 0, del.stderr);
   }
   assert.is(virtioOf('cpci0')!.netdev, pciNetdev);
+  assert.is(virtioOf('cpci1')!.netdev, pciNetdevB);
 });
 
 test.run();
