@@ -27,9 +27,9 @@ finish() {
 }
 trap finish EXIT
 
-# What the host had in these is stale or foreign here: sockets, pid files, temp files.
+# The host's pid files and sockets would be stale here. /tmp stays: the overlay makes it
+# writable, and the repository (a CI checkout may live there) must stay visible.
 mount -t tmpfs -o mode=0755 run /run
-mount -t tmpfs -o mode=1777 tmp /tmp
 mkdir -p /dev/pts /dev/shm /results
 mount -t devpts devpts /dev/pts
 mount -t tmpfs shm /dev/shm
