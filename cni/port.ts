@@ -12,6 +12,7 @@ import {
   waitInstalled,
   type OwnedPort,
   type PlugPortSpec,
+  type UnplugResult,
 } from '../host/ovs.js';
 import type { Logger } from '../host/log.js';
 import { OvsdbClient } from '../host/ovsdb.js';
@@ -43,10 +44,16 @@ export function ownedPorts(client: OvsdbClient, owner: Owner): Promise<OwnedPort
   return findOwnedPorts(client, { sandbox: owner.containerId, podIfName: owner.ifname });
 }
 
-/** Removes a port of ours, and only while it still serves the attachment that owns it. */
-export async function unplug(client: OvsdbClient, port: OwnedPort): Promise<void> {
+/** How long a removal waits for ovs-vswitchd to apply it; it may be down while OVSDB is up. */
+const APPLY_TIMEOUT_MS = 5000;
+
+/**
+ * Removes a port of ours, and only while it still serves the attachment that owns it; waits
+ * (bounded) until ovs-vswitchd has applied the removal, like ovs-vsctl del-port.
+ */
+export function unplug(client: OvsdbClient, port: OwnedPort): Promise<UnplugResult> {
   const owner = port.sandbox !== undefined && port.podIfName !== undefined ? { sandbox: port.sandbox, podIfName: port.podIfName } : undefined;
-  await unplugPort(client, { bridge: port.bridge, port: port.name, ...(owner ? { owner } : {}) });
+  return unplugPort(client, { bridge: port.bridge, port: port.name, applyTimeoutMs: APPLY_TIMEOUT_MS, ...(owner ? { owner } : {}) });
 }
 
 /**

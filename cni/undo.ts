@@ -2,11 +2,12 @@
  * Undoing an attachment: the one routine behind DEL, the rollback of a failed ADD, the reclaim
  * of a VF whose previous pod was never deleted, and GC. Best effort: every undo runs even when
  * an earlier one failed; the failures are reported together at the end.
- * Order: representor down → port removed → netdev back in the host → IPAM released. The
- * read-only lookups (where is the netdev, which ports are ours) run alongside the first step.
+ * Order: representor down → port removed (and applied by ovs-vswitchd) → netdev back in the host
+ * → IPAM released. The read-only lookups (where is the netdev, which ports are ours) run
+ * alongside the first step.
  */
 import type { Logger } from '../host/log.js';
-import { ip, ipThenListLinks, isNetworkNamespace } from '../host/netns.js';
+import { ip, ipThenListLinks, isNetworkNamespace, readHostLink } from '../host/netns.js';
 import type { OvsdbClient } from '../host/ovsdb.js';
 import type { AttachmentState } from '../host/state.js';
 import { ipamDel, type IpamCall } from './ipam.js';
@@ -38,11 +39,28 @@ async function representorDown(name: string, log: Logger): Promise<void> {
   }
 }
 
-/** Representor down before the port goes: the next pod may already have been given the VF. */
+/**
+ * Representor down before the port goes: the next pod may already have been given the VF.
+ * Down again if it is up once ovs-vswitchd has applied the removal: closing the port, it restores
+ * the flags it changed (PROMISC) by writing back its cached flags, which may predate our down.
+ * DEL, rollback and reclaim hold the VF lock, so that cannot touch the next pod (GC's sweep of
+ * stale ports holds none, for either down).
+ */
 export async function removeOwnedPort(client: OvsdbClient, port: OwnedPort, log: Logger, isDown = false): Promise<void> {
   if (!isDown) await representorDown(port.name, log);
-  await unplug(client, port);
+  const removal = await unplug(client, port);
+  if (removal.status !== 'removed') {
+    log.info('OVS port already gone or taken over; left alone', { port: port.name, status: removal.status });
+    return;
+  }
   log.info('removed OVS port', { bridge: port.bridge, port: port.name, ifaceId: port.ifaceId });
+  if (removal.applied === false) {
+    log.warn('ovs-vswitchd has not applied the port removal in time (is it running?); going on', { port: port.name });
+  }
+  if (readHostLink(port.name)?.up) {
+    log.info('representor up again after the port removal (ovs-vswitchd restored stale flags); setting it down', { representor: port.name });
+    await representorDown(port.name, log);
+  }
 }
 
 /** The attachment's ports and an open client; null when OVS is down (GC removes them later). */

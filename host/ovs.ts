@@ -21,14 +21,14 @@ import {
   uuidOf,
   uuidsOf,
   type Monitor,
+  type MutateOp,
   type Operation,
   type OvsAtom,
   type OvsdbClient,
   type OvsValue,
   type Row,
-  type RowUpdate2,
   type SelectOp,
-  type TableUpdates,
+  type SelectResult,
   type WaitOp,
 } from './ovsdb.js';
 
@@ -304,6 +304,37 @@ export async function plugPort(client: OvsdbClient, spec: PlugPortSpec): Promise
   }
 }
 
+/**
+ * Appended to a write transaction: asks ovs-vswitchd to confirm it has applied it, the way
+ * ovs-vsctl does (next_cfg += 1; vswitchd copies next_cfg to cur_cfg once reconfigured).
+ */
+const requestApply = [
+  { op: 'mutate', table: 'Open_vSwitch', where: [], mutations: [['next_cfg', '+=', 1]] },
+  select('Open_vSwitch', [], ['next_cfg']),
+] as const satisfies readonly Operation[];
+
+function nextCfgOf(r: SelectResult): number {
+  const cfg = r.rows[0]?.next_cfg;
+  if (typeof cfg !== 'number') throw new Error(`Open_vSwitch.next_cfg is not a number: ${JSON.stringify(cfg)}`);
+  return cfg;
+}
+
+/**
+ * Resolves true once ovs-vswitchd has applied configuration `cfg` (Open_vSwitch.cur_cfg >= cfg),
+ * watching the row with a monitor; false after `timeoutMs` (ovs-vswitchd may be down while
+ * ovsdb-server is up). Rejects when the connection drops.
+ */
+export function waitApplied(client: OvsdbClient, cfg: number, timeoutMs: number): Promise<boolean> {
+  return watch<boolean>(client, { what: `waiting for ovs-vswitchd to apply configuration ${cfg}`, timeoutMs, onTimeout: () => false }, (settle) =>
+    client.monitor(DB, { Open_vSwitch: { columns: ['cur_cfg'] } }, (updates) => {
+      for (const u of Object.values(updates.Open_vSwitch ?? {})) {
+        const cur = u.new?.cur_cfg;
+        if (typeof cur === 'number' && cur >= cfg) settle(true);
+      }
+    }),
+  );
+}
+
 export interface UnplugSpec {
   readonly bridge: string;
   readonly port: string;
@@ -312,10 +343,16 @@ export interface UnplugSpec {
    * have been handed to the next pod, whose port must survive the previous pod's DEL.
    */
   readonly owner?: { readonly sandbox: string; readonly podIfName: string };
+  /**
+   * Also wait, up to this long, until ovs-vswitchd has applied the removal (ovs-vsctl del-port
+   * without --no-wait): only then has it closed the netdev and restored the flags it changed.
+   */
+  readonly applyTimeoutMs?: number;
 }
 
 export type UnplugResult =
-  | { readonly status: 'removed' }
+  /** `applied` is there when applyTimeoutMs was: false when ovs-vswitchd did not apply the removal in time. */
+  | { readonly status: 'removed'; readonly applied?: boolean }
   | { readonly status: 'absent' }
   | { readonly status: 'foreign'; readonly externalIds: Readonly<Record<string, string>> };
 
@@ -340,15 +377,18 @@ export async function unplugPort(client: OvsdbClient, spec: UnplugSpec): Promise
       rows: iface ? [{ external_ids: ovsMap(externalIds) }] : [], timeout: 0,
     };
     const portUuid = uuidOf(port._uuid);
+    const removal: MutateOp = {
+      op: 'mutate', table: 'Bridge', where: [eq('name', spec.bridge), ['ports', 'includes', uuid(portUuid)]],
+      mutations: [['ports', 'delete', ovsSet([uuid(portUuid)])]],
+    };
     try {
-      const [, removal] = await client.transact(DB, [
-        guard,
-        {
-          op: 'mutate', table: 'Bridge', where: [eq('name', spec.bridge), ['ports', 'includes', uuid(portUuid)]],
-          mutations: [['ports', 'delete', ovsSet([uuid(portUuid)])]],
-        },
-      ] as const);
-      return { status: removal.count ? 'removed' : 'absent' };
+      if (spec.applyTimeoutMs === undefined) {
+        const [, removed] = await client.transact(DB, [guard, removal] as const);
+        return { status: removed.count ? 'removed' : 'absent' };
+      }
+      const [, removed, , cfg] = await client.transact(DB, [guard, removal, ...requestApply] as const);
+      if (!removed.count) return { status: 'absent' };
+      return { status: 'removed', applied: await waitApplied(client, nextCfgOf(cfg), spec.applyTimeoutMs) };
     } catch (err) {
       if (isGuardTrip(err, 1) && attempt < GUARD_RETRIES) continue;
       throw err;
@@ -439,42 +479,21 @@ function applySetDiff(old: readonly OvsAtom[], diff: OvsValue | undefined): OvsA
  */
 export function waitInstalled(client: OvsdbClient, spec: WaitInstalledSpec): Promise<void> {
   const { iface, ifaceId } = spec;
-  return new Promise<void>((resolve, reject) => {
-    let ids: Record<string, string> | undefined;
-    let ovsError: OvsAtom[] = [];
-    let monitor: Monitor | undefined;
-    let done = false;
-    const finish = (err?: Error): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      spec.signal?.removeEventListener('abort', onAbort);
-      offClose();
-      void monitor?.cancel().catch(() => undefined);
-      if (err) reject(err);
-      else resolve();
-    };
-    const timer = setTimeout(() => {
-      const why = typeof ovsError[0] === 'string' ? `; OVS reports: ${ovsError[0]}` : '';
-      finish(new Error(`timed out waiting for OVN to install flows for ${iface} (iface-id ${ifaceId})${why}`));
-    }, spec.timeoutMs);
-    const onAbort = (): void => {
-      const reason: unknown = spec.signal?.reason;
-      finish(reason instanceof Error ? reason : new Error(`aborted waiting for OVN to install flows for ${iface}`));
-    };
-    const offClose = client.onClose((err) =>
-      finish(new Error(`lost OVSDB connection while waiting for OVN to install flows for ${iface}: ${err.message}`)),
-    );
-    if (spec.signal?.aborted) return onAbort();
-    spec.signal?.addEventListener('abort', onAbort, { once: true });
-
-    const onUpdate = (updates: TableUpdates<RowUpdate2>): void => {
+  let ids: Record<string, string> | undefined;
+  let ovsError: OvsAtom[] = [];
+  const onTimeout = (): Error => {
+    const why = typeof ovsError[0] === 'string' ? `; OVS reports: ${ovsError[0]}` : '';
+    return new Error(`timed out waiting for OVN to install flows for ${iface} (iface-id ${ifaceId})${why}`);
+  };
+  const what = `waiting for OVN to install flows for ${iface}`;
+  return watch<void>(client, { what, timeoutMs: spec.timeoutMs, onTimeout, ...(spec.signal ? { signal: spec.signal } : {}) }, (settle) =>
+    client.monitorCond(DB, { Interface: { where: [eq('name', iface)], columns: ['name', 'external_ids', 'error'] } }, (updates) => {
       const rows = Object.values(updates.Interface ?? {});
       if (ids === undefined && !rows.length) {
-        return finish(new Error(`no OVS interface named ${iface} to wait on`));
+        return settle(new Error(`no OVS interface named ${iface} to wait on`));
       }
       for (const u of rows) {
-        if (u.kind === 'delete') return finish(new Error(`OVS interface ${iface} was removed while waiting for OVN`));
+        if (u.kind === 'delete') return settle(new Error(`OVS interface ${iface} was removed while waiting for OVN`));
         if (u.kind === 'modify') {
           if (u.diff.external_ids !== undefined) ids = applyMapDiff(ids ?? {}, u.diff.external_ids);
           if (u.diff.error !== undefined) ovsError = applySetDiff(ovsError, u.diff.error);
@@ -485,20 +504,55 @@ export function waitInstalled(client: OvsdbClient, spec: WaitInstalledSpec): Pro
       }
       const current = ids?.['iface-id'];
       if (current !== ifaceId) {
-        return finish(new Error(`iface-id of ${iface} changed to ${current ?? '(none)'} while waiting for OVN to install ${ifaceId}`));
+        return settle(new Error(`iface-id of ${iface} changed to ${current ?? '(none)'} while waiting for OVN to install ${ifaceId}`));
       }
-      if (ids?.['ovn-installed'] === 'true') finish();
-    };
+      if (ids?.['ovn-installed'] === 'true') settle(undefined);
+    }),
+  );
+}
 
-    client
-      .monitorCond(DB, { Interface: { where: [eq('name', iface)], columns: ['name', 'external_ids', 'error'] } }, onUpdate)
-      .then(
-        (m) => {
-          monitor = m;
-          if (done) void m.cancel().catch(() => undefined);
-        },
-        (err: Error) => finish(err),
-      );
+interface WatchOptions<T> {
+  /** "waiting for …", for the abort and lost-connection messages. */
+  readonly what: string;
+  readonly timeoutMs: number;
+  /** The outcome when time runs out: a value to resolve with, or an Error to reject with. */
+  readonly onTimeout: () => T | Error;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Runs the monitor that `start` opens until its handler settles (a value, or an Error to reject
+ * with), time runs out, the signal fires or the connection drops; then cancels the monitor.
+ */
+function watch<T>(client: OvsdbClient, opts: WatchOptions<T>, start: (settle: (outcome: T | Error) => void) => Promise<Monitor>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let monitor: Monitor | undefined;
+    let done = false;
+    const settle = (outcome: T | Error): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      offClose();
+      void monitor?.cancel().catch(() => undefined);
+      if (outcome instanceof Error) reject(outcome);
+      else resolve(outcome);
+    };
+    const timer = setTimeout(() => settle(opts.onTimeout()), opts.timeoutMs);
+    const onAbort = (): void => {
+      const reason: unknown = opts.signal?.reason;
+      settle(reason instanceof Error ? reason : new Error(`aborted ${opts.what}`));
+    };
+    const offClose = client.onClose((err) => settle(new Error(`lost OVSDB connection while ${opts.what}: ${err.message}`)));
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    start(settle).then(
+      (m) => {
+        monitor = m;
+        if (done) void m.cancel().catch(() => undefined);
+      },
+      (err: Error) => settle(err),
+    );
   });
 }
 

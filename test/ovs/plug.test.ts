@@ -13,6 +13,7 @@ import {
   PortConflictError,
   removePorts,
   unplugPort,
+  waitApplied,
   type PlugPortSpec,
 } from '../../host/ovs.js';
 import { BRIDGE, ovnSuite, OVSDB_SOCK, ovsInterface, ovsPort, run } from '../support/ovn.js';
@@ -211,6 +212,34 @@ test('unplugPort removes the port; again it reports absent; with an owner it spa
   assert.is((await ovsPort(spec.port))?.bridge, BRIDGE);
   assert.equal(await unplugPort(suite.client, { bridge: `${ovn.prefix}nobr`, port: spec.port }), { status: 'absent' }, 'not on that bridge');
   assert.equal(await unplugPort(suite.client, { bridge: BRIDGE, port: spec.port }), { status: 'removed' }, 'no owner: unconditional');
+});
+
+async function cfg(column: 'next_cfg' | 'cur_cfg'): Promise<number> {
+  return Number(await get('Open_vSwitch', '.', column));
+}
+const flagsOf = async (name: string): Promise<string> => /<([^>]*)>/.exec((await run('ip', ['-o', 'link', 'show', name])).stdout)?.[1] ?? '';
+
+test('unplugPort with applyTimeoutMs returns once ovs-vswitchd has applied the removal and closed the netdev', async () => {
+  const spec = await attachment();
+  await plugPort(suite.client, spec);
+  await run('ovs-vsctl', ['--timeout=5', 'wait-until', 'Interface', spec.port, 'ofport>0']);
+  assert.match(await flagsOf(spec.port), /\bPROMISC\b/, 'vswitchd opened the netdev');
+  const before = await cfg('next_cfg');
+
+  const r = await unplugPort(suite.client, { bridge: BRIDGE, port: spec.port, applyTimeoutMs: 5000 });
+  assert.equal(r, { status: 'removed', applied: true });
+  // Read right away: the removal bumped next_cfg, and vswitchd has caught up with it.
+  assert.ok((await cfg('cur_cfg')) > before, 'cur_cfg reached the bumped next_cfg');
+  assert.not.match(await flagsOf(spec.port), /\bPROMISC\b/, 'vswitchd closed the netdev and restored its flags');
+  assert.is(await ovsPort(spec.port), undefined);
+  assert.equal(await unplugPort(suite.client, { bridge: BRIDGE, port: spec.port, applyTimeoutMs: 5000 }), { status: 'absent' });
+});
+
+test('waitApplied: true at once for a configuration already applied, false when ovs-vswitchd never gets there', async () => {
+  const cur = await cfg('cur_cfg');
+  assert.is(await waitApplied(suite.client, cur, 5000), true);
+  assert.is(await waitApplied(suite.client, cur + 1_000_000, 300), false);
+  assert.equal(await suite.client.echo('still usable'), ['still usable']);
 });
 
 test('findOwnedPorts finds our ports by sandbox, by sandbox + pod-if-name, or all; removePorts removes them', async () => {
