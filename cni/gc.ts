@@ -2,16 +2,60 @@
  * GC (1.1.0): undo every attachment of ours that `cni.dev/valid-attachments` does not list —
  * recorded ones by their state, unrecorded ones by their OVS rows and by marked netdevs the
  * kernel handed back to the host when their netns went away — then let IPAM collect its leases.
+ * Whatever sits on a VF is undone under that VF's lock, as ADD and DEL hold it.
  */
+import { discover } from '../host/discover.js';
 import { listLinks } from '../host/netns.js';
+import type { OvsdbClient } from '../host/ovsdb.js';
+import type { HostPaths } from '../host/paths.js';
 import { listStates, removeState } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { ipamGc } from './ipam.js';
 import { attachmentHash, bringHome, parseMark } from './netdev.js';
 import { findOwnedPorts } from '../host/ovs.js';
-import { connectOvs, OvsUnavailableError } from './port.js';
+import { connectOvs, OvsUnavailableError, type OwnedPort } from './port.js';
 import { removeOwnedPort, undoAttachment } from './undo.js';
+
+/** The VF behind each representor on the node, by PCI address: the key ADD and DEL lock it by. */
+function vfsByRepresentor(paths: HostPaths): Map<string, string> {
+  const vfs = new Map<string, string>();
+  for (const fn of discover({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot }).functions.values()) {
+    if (fn.representor && 'found' in fn.representor) vfs.set(fn.representor.found.name, fn.address);
+  }
+  return vfs;
+}
+
+/** Why a port listed as stale must now be left alone (an ADD gave its VF to a new pod), or null. */
+async function takenOver(client: OvsdbClient, stateDir: string, port: OwnedPort): Promise<string | null> {
+  const now = (await findOwnedPorts(client)).find((p) => p.name === port.name);
+  if (!now) return 'no longer a port of ours';
+  if (now.sandbox !== port.sandbox || now.podIfName !== port.podIfName) return `now serves ${now.sandbox}/${now.podIfName}`;
+  const claim = listStates(stateDir).states.find((s) => s.representor === port.name);
+  return claim ? `claimed by the attachment state of ${claim.containerId}/${claim.ifname}` : null;
+}
+
+/**
+ * Under the VF's lock, like DEL: an ADD racing GC may have handed the VF to a new pod since the
+ * listing, and setting the representor down would cut that pod off. A representor that maps to
+ * no VF on the node (its VF is gone) has no ADD to race, so its port goes without a lock.
+ */
+async function collectStalePort(ctx: CallContext, client: OvsdbClient, port: OwnedPort, pciAddress: string | null): Promise<void> {
+  const { log } = ctx;
+  const lock = pciAddress ? await lockVf(ctx, pciAddress) : null;
+  try {
+    const fields = { port: port.name, containerID: port.sandbox, ifname: port.podIfName, pciAddress };
+    const reason = await takenOver(client, ctx.paths.stateDir, port);
+    if (reason) {
+      log.info('stale OVS port taken over since it was listed; left alone', { ...fields, reason });
+      return;
+    }
+    log.info('collecting stale OVS port', fields);
+    await removeOwnedPort(client, port, log);
+  } finally {
+    await lock?.release();
+  }
+}
 
 export async function cmdGc(ctx: CallContext): Promise<void> {
   const { conf, log, paths } = ctx;
@@ -38,11 +82,11 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
     try {
       const client = await connectOvs(conf.ovsdb);
       try {
-        for (const port of await findOwnedPorts(client)) {
-          if (port.sandbox !== undefined && port.podIfName !== undefined && isValid(port.sandbox, port.podIfName)) continue;
-          log.info('collecting stale OVS port', { port: port.name, containerID: port.sandbox, ifname: port.podIfName });
-          await removeOwnedPort(client, port, log);
-        }
+        const stale = (await findOwnedPorts(client)).filter(
+          (port) => port.sandbox === undefined || port.podIfName === undefined || !isValid(port.sandbox, port.podIfName),
+        );
+        const vfOf = stale.length ? vfsByRepresentor(paths) : new Map<string, string>();
+        for (const port of stale) await collectStalePort(ctx, client, port, vfOf.get(port.name) ?? null);
       } finally {
         client.close();
       }

@@ -43,8 +43,8 @@ async function representorDown(name: string, log: Logger): Promise<void> {
  * Representor down before the port goes: the next pod may already have been given the VF.
  * Down again if it is up once ovs-vswitchd has applied the removal: closing the port, it restores
  * the flags it changed (PROMISC) by writing back its cached flags, which may predate our down.
- * DEL, rollback and reclaim hold the VF lock, so that cannot touch the next pod (GC's sweep of
- * stale ports holds none, for either down).
+ * DEL, rollback, reclaim and GC hold the VF lock, so that cannot touch the next pod (GC removes
+ * a port whose representor maps to no VF without it).
  */
 export async function removeOwnedPort(client: OvsdbClient, port: OwnedPort, log: Logger, isDown = false): Promise<void> {
   if (!isDown) await representorDown(port.name, log);

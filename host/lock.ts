@@ -54,8 +54,11 @@ function listen(name: string, waiters: Set<Socket>): Promise<Server | null> {
   });
 }
 
-/** Resolves when the holder is gone (or was already gone), with its pid when it said it. */
-function waitForHolder(name: string, deadline: number): Promise<{ holder: string; timedOut: boolean }> {
+/**
+ * Resolves when the holder is gone (or was already gone), with its pid when it said it; tells
+ * `onHolder` that pid as soon as it arrives, while the wait is still on.
+ */
+function waitForHolder(name: string, deadline: number, onHolder: (pid: string) => void): Promise<{ holder: string; timedOut: boolean }> {
   return new Promise((resolve) => {
     let holder = '';
     const sock: Socket = createConnection({ path: name });
@@ -64,7 +67,10 @@ function waitForHolder(name: string, deadline: number): Promise<{ holder: string
       resolve({ holder, timedOut: true });
     }, Math.max(0, deadline - Date.now()));
     sock.setEncoding('utf8');
-    sock.on('data', (d: string) => (holder += d.trim()));
+    sock.on('data', (d: string) => {
+      holder += d.trim();
+      if (d.endsWith('\n')) onHolder(holder);
+    });
     sock.on('error', () => undefined);
     sock.on('close', () => {
       clearTimeout(timer);
@@ -91,11 +97,11 @@ export async function acquireLock(key: string, opts: LockOptions): Promise<Lock>
       };
     }
     // A closed connection means "released or died": try again (another waiter may win).
-    const { holder, timedOut } = await waitForHolder(name, deadline);
-    if (holder && !told) {
+    const { holder, timedOut } = await waitForHolder(name, deadline, (pid) => {
+      if (told) return;
       told = true;
-      opts.onWait?.(holder);
-    }
+      opts.onWait?.(pid);
+    });
     if (timedOut || Date.now() >= deadline) throw new LockTimeoutError(key, holder);
   }
 }

@@ -9,7 +9,7 @@ import { listStates, readState, removeState, StateError, statePath, writeState, 
 
 const scope = mkdtempSync(join(tmpdir(), 'vdpa-lock-'));
 
-test('a second taker waits until the first releases, and learns its pid', async () => {
+test('a second taker waits until the first releases, and learns its pid while it waits', async () => {
   const first = await acquireLock('0000:65:00.2', { scope, timeoutMs: 1000 });
   const order: string[] = [];
   let waitedOn = '';
@@ -18,6 +18,7 @@ test('a second taker waits until the first releases, and learns its pid', async 
     return l;
   });
   await new Promise((r) => setTimeout(r, 100));
+  assert.is(waitedOn, String(process.pid), 'told while still waiting');
   order.push('release');
   await first.release();
   const l2 = await second;

@@ -222,6 +222,49 @@ test('GC removes what valid-attachments no longer lists, keeps what it lists', a
   assert.is((await del(1, 'f', pf)).code, 0, 'DEL after GC still succeeds');
 });
 
+test("GC racing an ADD on the VF of a stale port: it waits for the VF's lock, then leaves the port the new pod owns", async () => {
+  await lsp('r1');
+  const p1 = b.netns('r1');
+  const p2 = b.netns('r2');
+  const vf = b.vfs[3]!;
+  assert.is((await add(3, 'r1', p1)).code, 0);
+  assert.is((await del(3, 'r1', p1, { ovsdb: DEAD_OVSDB })).code, 0, 'DEL with OVS down leaves the port of ctr-r1');
+  const adding = startCni(b, 'ADD', conf(3, 'r2'), {
+    containerId: 'ctr-r2',
+    netns: p2,
+    args: args('r2'),
+    path: ipam.path,
+    env: { VDPA_CNI_TEST_PAUSE: 'before:port' },
+  });
+  await adding.paused;
+  const gc = startCni(b, 'GC', { ...conf(3, 'r2'), ipam: undefined, 'cni.dev/valid-attachments': [{ containerID: 'ctr-r2', ifname: 'net1' }] }, {
+    containerId: '',
+  });
+  let gcLog = '';
+  const gcExit = new Promise<number | null>((r) => gc.child.once('close', r));
+  const gcWaits = new Promise<void>((r) =>
+    gc.child.stderr!.on('data', (d: string) => {
+      gcLog += d;
+      if (gcLog.includes('VF is busy; waiting for its lock')) r();
+    }),
+  );
+  try {
+    await Promise.race([gcWaits, gcExit.then(() => assert.unreachable(`GC did not wait for the lock ADD holds:\n${gcLog}`))]);
+    // What the paused ADD would do next: plug the representor for its pod and bring it up.
+    sh('ovs-vsctl', ['set', 'Interface', vf.representor, 'external_ids:sandbox=ctr-r2', 'external_ids:pod-if-name=net1', `external_ids:iface-id=${ns}_r2`]);
+    sh('ip', ['link', 'set', 'dev', vf.representor, 'up']);
+  } finally {
+    adding.child.kill('SIGKILL'); // releases the VF's lock
+  }
+  assert.is(await gcExit, 0, gcLog);
+  assert.match(gcLog, /stale OVS port taken over since it was listed; left alone.*now serves ctr-r2\/net1/);
+  assert.is((await ovsInterface(vf.representor))?.externalIds.sandbox, 'ctr-r2', "the new pod's port is still there");
+  assert.ok(link(null, vf.representor)!.up, "the new pod's representor is still up");
+  assert.is((await del(3, 'r2', p2)).code, 0);
+  await assertUnplugged(3);
+  assert.ok(link(null, vf.netdev), 'netdev home');
+});
+
 test('state missing: DEL finds the port by sandbox/pod-if-name', async () => {
   await lsp('g');
   const pg = b.netns('g');
