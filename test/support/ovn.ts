@@ -4,33 +4,18 @@
  * controller would), network namespaces and veth "representors" under one per-run prefix,
  * then removes all of them in cleanup(). Suites never stop the daemons: others may share them.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { OvsdbClient } from '../../host/ovsdb.js';
+import { runProcess, type ProcResult } from '../../host/proc.js';
 import { ROOT } from './paths.js';
 
 export const OVSDB_SOCK = 'unix:/var/run/openvswitch/db.sock';
 export const BRIDGE = 'br-int';
 
-/**
- * Runs a command to completion without stdin (ovs-vsctl, ip, ovn-nbctl exit fast; nothing
- * to write that could hit EPIPE); never throws on a non-zero exit.
- */
-export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** Runs a command to completion with empty stdin; never throws on a non-zero exit. */
+export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<ProcResult> {
+  return runProcess(cmd, args, { timeoutMs });
 }
 
 async function must(cmd: string, args: string[]): Promise<string> {
