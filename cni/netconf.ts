@@ -4,6 +4,7 @@
  * network config, 1 for a cniVersion we do not speak.
  */
 import { isLogLevel, type LogLevel } from '../host/log.js';
+import { DEFAULT_OVSDB, ovsdbRemoteProblem } from '../host/ovsdb.js';
 import { parseCniArgs, type CniArgs } from './args.js';
 import { Decoder, type Obj } from './decode.js';
 import { CniError, ErrorCode } from './errors.js';
@@ -64,7 +65,7 @@ export interface NetConf {
 
 export const DEFAULTS = {
   bridge: 'br-int',
-  ovsdb: 'unix:/var/run/openvswitch/db.sock',
+  ovsdb: DEFAULT_OVSDB,
   ifaceId: '{namespace}_{pod}',
   waitInstalled: true,
   timeoutMs: 30_000,
@@ -211,9 +212,8 @@ function parseMac(raw: string | undefined, path: string, d: Decoder): string | n
 
 function parseOvsdb(o: Obj, d: Decoder): string {
   const ovsdb = d.optString(o, 'ovsdb', '') ?? DEFAULTS.ovsdb;
-  if (!/^unix:\/.+/.test(ovsdb) && !/^tcp:[^:]+:\d+$/.test(ovsdb)) {
-    d.fail('ovsdb', `"${ovsdb}" must be unix:/path/to/db.sock or tcp:HOST:PORT`);
-  }
+  const problem = ovsdbRemoteProblem(ovsdb);
+  if (problem) d.fail('ovsdb', `"${ovsdb}" ${problem}`);
   return ovsdb;
 }
 

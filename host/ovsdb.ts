@@ -305,6 +305,7 @@ export class JsonStreamSplitter {
 
 // ---- The client --------------------------------------------------------------------------
 
+/** Where ovsdb-server listens on a standard install; the default of every OVSDB remote we take. */
 export const DEFAULT_OVSDB = 'unix:/var/run/openvswitch/db.sock';
 
 export interface OvsdbClientOptions {
@@ -327,12 +328,31 @@ function isObject(j: Json | undefined): j is { [key: string]: Json } {
   return typeof j === 'object' && j !== null && !Array.isArray(j);
 }
 
-/** `unix:/path`, `tcp:host:port`, `tcp:[v6]:port`. */
-export function parseRemote(remote: string): { path: string } | { host: string; port: number } {
-  if (remote.startsWith('unix:') && remote.length > 5) return { path: remote.slice(5) };
+type RemoteTarget = { path: string } | { host: string; port: number };
+
+/**
+ * `unix:/path`, `tcp:host:port`, `tcp:[v6]:port`; null for anything else. A unix path must be
+ * absolute: OVS's own tools read a relative one against their run directory, we would read it
+ * against whatever directory we were started in.
+ */
+function remoteTarget(remote: string): RemoteTarget | null {
+  if (/^unix:\/./.test(remote)) return { path: remote.slice(5) };
   const tcp = /^tcp:(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(remote);
-  if (tcp) return { host: tcp[1] ?? tcp[2]!, port: Number(tcp[3]) };
-  throw new TypeError(`unsupported OVSDB remote "${remote}": use unix:<path> or tcp:<host>:<port>`);
+  return tcp ? { host: tcp[1] ?? tcp[2]!, port: Number(tcp[3]) } : null;
+}
+
+/**
+ * What is wrong with the syntax of an OVSDB remote, or null when the client can connect to it.
+ * Callers that read a remote from a config file put the field's name in front of the answer.
+ */
+export function ovsdbRemoteProblem(remote: string): string | null {
+  return remoteTarget(remote) ? null : 'must be unix:/<path> or tcp:<host>:<port>';
+}
+
+export function parseRemote(remote: string): RemoteTarget {
+  const target = remoteTarget(remote);
+  if (!target) throw new TypeError(`unsupported OVSDB remote "${remote}": ${ovsdbRemoteProblem(remote)}`);
+  return target;
 }
 
 export class OvsdbClient {

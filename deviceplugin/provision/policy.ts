@@ -6,6 +6,7 @@
  */
 import type { EswitchMode } from '../../host/eswitch.js';
 import type { VdpaDriver } from '../../host/snapshot.js';
+import { DEFAULT_OVSDB, ovsdbRemoteProblem } from '../../host/ovsdb.js';
 import { PCI_ADDRESS } from '../../host/sysfs.js';
 
 /** A PF as the policy names it; `devlink` reaches non-PCI eswitches (netdevsim). */
@@ -67,7 +68,6 @@ export class PolicyError extends Error {
 
 /** The name every vDPA device we create carries (the SR-IOV operator's convention). */
 export const VDPA_NAME_PREFIX = 'vdpa:';
-export const DEFAULT_OVSDB_REMOTE = 'unix:/var/run/openvswitch/db.sock';
 /** A kernel cap that holds on every PF we know; sriov_totalvfs is the real limit. */
 const MAX_VFS = 1024;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -114,6 +114,12 @@ function oneOf<T extends string>(v: unknown, at: string, values: readonly T[]): 
 function matching(v: unknown, at: string, re: RegExp, what: string): string {
   if (typeof v !== 'string' || !re.test(v)) fail(at, `must be ${what}, got ${shown(v)}`);
   return v;
+}
+
+function ovsdbRemote(v: unknown, at: string): string {
+  const problem = ovsdbRemoteProblem(typeof v === 'string' ? v : '');
+  if (problem) fail(at, `${problem}, got ${shown(v)}`);
+  return v as string;
 }
 
 function bool(v: unknown, at: string): boolean {
@@ -210,7 +216,7 @@ function parseMgmtDev(v: unknown, at: string): MgmtDevPolicy {
 function parseOvs(v: unknown): OvsPolicy {
   const o = object(v, 'ovs', ['hwOffload', 'remote', 'restartCommand']);
   if (o.hwOffload === undefined) fail('ovs.hwOffload', 'required');
-  const remote = o.remote === undefined ? DEFAULT_OVSDB_REMOTE : matching(o.remote, 'ovs.remote', /^(unix:.+|tcp:.+:\d+)$/, 'unix:<path> or tcp:<host>:<port>');
+  const remote = o.remote === undefined ? DEFAULT_OVSDB : ovsdbRemote(o.remote, 'ovs.remote');
   let restartCommand: string[] | null = null;
   if (o.restartCommand !== undefined) {
     const cmd = array(o.restartCommand, 'ovs.restartCommand');
