@@ -4,48 +4,22 @@
  * written to the state file before it touches the host; a failure undoes the steps begun (the
  * same routine as DEL).
  */
-import { ipBatches, isNetworkNamespace, readHostLink, type Link } from '../host/netns.js';
+import { isNetworkNamespace, readHostLink, type Link } from '../host/netns.js';
 import type { OvsdbClient } from '../host/ovsdb.js';
 import type { VdpaEndpoint } from '../host/snapshot.js';
-import { listStates, removeState, writeState, type AttachmentState, type Step } from '../host/state.js';
+import { listStates, removeState, type AttachmentState, type AttachStep } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
 import { CniError, ErrorCode, toCniError } from './errors.js';
-import { ipamAdd, ipamPlugin } from './ipam.js';
+import { ipamPlugin } from './ipam.js';
+import { AttachmentJournal } from './journal.js';
 import { expandIfaceId } from './netconf.js';
-import { markFor, moveCommand, podCommands, tempName } from './netdev.js';
-import { connectOvs, plug, waitForOvn } from './port.js';
 import { resolveDevice } from './resolve.js';
 import { EMPTY_RESULT, type Result, type ResultInterface } from './result.js';
-import { testPause } from './testhook.js';
+import { allocateAddresses } from './steps/ipam.js';
+import { markFor, moveIn } from './steps/netdev.js';
+import { connectOvs, plug, waitForOvn } from './steps/port.js';
+import { representorUp } from './steps/representor.js';
 import { undoAttachment } from './undo.js';
-
-/** The state file, kept current as steps begin. */
-class Journal {
-  constructor(
-    private readonly stateDir: string,
-    public state: AttachmentState,
-  ) {
-    writeState(stateDir, state);
-  }
-
-  /** Records `steps` as begun, then runs the host change that makes them. */
-  async step<T>(steps: readonly Step[], fn: () => Promise<T>): Promise<T> {
-    if (steps.length) {
-      this.state = { ...this.state, steps: [...this.state.steps, ...steps] };
-      writeState(this.stateDir, this.state);
-    }
-    for (const s of steps) await testPause(`before:${s}`);
-    const out = await fn();
-    for (const s of steps) await testPause(`after:${s}`);
-    return out;
-  }
-
-  /** Drops a step whose own failure left nothing to undo. */
-  forget(step: Step): void {
-    this.state = { ...this.state, steps: this.state.steps.filter((s) => s !== step) };
-    writeState(this.stateDir, this.state);
-  }
-}
 
 /**
  * The device plugin hands a VF to a new pod once the old pod is gone, and the old pod's DEL may
@@ -107,9 +81,9 @@ function buildResult(
 }
 
 /**
- * The host changes, in the order that lets OVN work while we do: the port goes in first (OVSDB),
- * then one `ip` process moves the netdev into the pod and brings the representor up (only after
- * its port exists, see ovn.md), then one more configures the netdev inside the pod.
+ * The steps (cni/steps/), in the order that lets OVN work while we do: the port goes in first
+ * (OVSDB), then the netdev into the pod with the representor brought up alongside (only after
+ * its port exists, see docs/ovn.md).
  */
 async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null): Promise<Result> {
   const { env, conf, log } = ctx;
@@ -121,8 +95,7 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
     throw new CniError(ErrorCode.InvalidConfig, `representor ${ep.representor} of ${ep.pciAddress} is not in the host network namespace`);
   }
   const mac = conf.mac ?? netdev?.mac ?? null;
-  const tmpName = tempName();
-  const journal = new Journal(ctx.paths.stateDir, {
+  const journal = new AttachmentJournal(ctx.paths.stateDir, {
     containerId: env.containerId,
     ifname: env.ifname,
     netns: env.netns,
@@ -136,20 +109,13 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
     ifaceId,
     steps: [],
     createdAt: new Date().toISOString(),
-  });
+  }, ctx.observer);
   // OVSDB connects while IPAM runs: both are waits on other processes.
   const connecting: Promise<OvsdbClient | null> = plugging ? connectOvs(conf.ovsdb) : Promise.resolve(null);
   connecting.catch(() => undefined);
   try {
     // An IPAM plugin whose ADD fails has released what it took (its side of the contract).
-    const ipamResult = ipam
-      ? await journal.step(['ipam'], () =>
-          ipamAdd(ipam).catch((err: unknown) => {
-            journal.forget('ipam');
-            throw err;
-          }),
-        )
-      : EMPTY_RESULT;
+    const ipamResult = ipam ? await allocateAddresses(journal, ipam) : EMPTY_RESULT;
     const client = await connecting;
     let installed: Promise<void> | null = null;
     if (rep && ifaceId && client) {
@@ -171,20 +137,9 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
       installed = conf.ovn.waitInstalled ? waitForOvn(client, rep.name, ifaceId, conf.ovn.timeoutMs) : null;
       installed?.catch(() => undefined);
     }
-    const moving: Step[] = [...(netdev ? (['netdev'] as const) : []), ...(rep ? (['representor'] as const) : [])];
+    const moving: AttachStep[] = [...(netdev ? (['netdev'] as const) : []), ...(rep ? (['representor'] as const) : [])];
     const pod = { netns: env.netns, ifname: env.ifname, mark: journal.state.mark, mac, mtu: conf.mtu, ipam: ipamResult };
-    await journal.step(moving, () =>
-      ipBatches([
-        {
-          netns: null,
-          commands: [
-            ...(netdev ? [moveCommand({ ...pod, netdev: netdev.name }, tmpName)] : []),
-            ...(rep ? [['link', 'set', 'dev', rep.name, ...(conf.mtu ? ['mtu', String(conf.mtu)] : []), 'up']] : []),
-          ],
-        },
-        { netns: env.netns, commands: netdev ? podCommands(pod, tmpName) : [] },
-      ]),
-    );
+    await journal.step(moving, () => moveIn(netdev?.name ?? null, pod, rep ? [representorUp(rep.name, conf.mtu)] : []));
     if (netdev) log.info('moved netdev into the pod', { netdev: netdev.name, ifname: env.ifname });
     if (installed) {
       await installed;

@@ -10,7 +10,7 @@ import { CniError, ErrorCode } from './errors.js';
 import { canonicalIp, parseCidr } from './ip.js';
 import { ipamCheck } from './ipam.js';
 import { expandIfaceId } from './netconf.js';
-import { connectOvs, ownedPorts, OvsUnavailableError } from './port.js';
+import { connectOvs, ownedPorts, OvsUnavailableError } from './steps/port.js';
 import type { Result, ResultInterface } from './result.js';
 
 const mismatch = (msg: string): CniError => new CniError(ErrorCode.Internal, `CHECK: ${msg}`);

@@ -3,6 +3,7 @@ import type { Logger } from '../host/log.js';
 import type { HostPaths } from '../host/paths.js';
 import { CniError, ErrorCode } from './errors.js';
 import type { IpamCall } from './ipam.js';
+import type { StepObserver } from './journal.js';
 import type { CniEnv, NetConf } from './netconf.js';
 
 /** Everything one CNI call knows before it touches the host. */
@@ -13,6 +14,8 @@ export interface CallContext {
   readonly stdin: string;
   readonly paths: HostPaths;
   readonly log: Logger;
+  /** Told of each ADD step; only the test suites install one (cni/main.ts). */
+  readonly observer: StepObserver | null;
 }
 
 /** The IPAM call for this request, or null when the config has no IPAM. */

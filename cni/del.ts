@@ -4,7 +4,7 @@
  * VF's netdev back in the host under its original name and no port of this attachment in OVS.
  */
 import type { Lock } from '../host/lock.js';
-import { readState, removeState, STEPS, type AttachmentState } from '../host/state.js';
+import { ATTACH_STEPS, readState, removeState, type AttachmentState } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
 import { undoAttachment } from './undo.js';
 
@@ -32,7 +32,7 @@ function assumedState(ctx: CallContext): AttachmentState {
     representor: null,
     bridge: conf.bridge,
     ifaceId: null,
-    steps: STEPS,
+    steps: ATTACH_STEPS,
     createdAt: new Date().toISOString(),
   };
 }

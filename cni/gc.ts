@@ -12,10 +12,9 @@ import { listStates, removeState } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { ipamGc } from './ipam.js';
-import { attachmentHash, bringHome, parseMark } from './netdev.js';
-import { findOwnedPorts } from '../host/ovs.js';
-import { connectOvs, OvsUnavailableError, type OwnedPort } from './port.js';
-import { removeOwnedPort, undoAttachment } from './undo.js';
+import { attachmentHash, bringHome, parseMark } from './steps/netdev.js';
+import { allOwnedPorts, connectOvs, OvsUnavailableError, removeOwnedPort, type OwnedPort } from './steps/port.js';
+import { undoAttachment } from './undo.js';
 
 /** The VF behind each representor on the node, by PCI address: the key ADD and DEL lock it by. */
 function vfsByRepresentor(paths: HostPaths): Map<string, string> {
@@ -28,7 +27,7 @@ function vfsByRepresentor(paths: HostPaths): Map<string, string> {
 
 /** Why a port listed as stale must now be left alone (an ADD gave its VF to a new pod), or null. */
 async function takenOver(client: OvsdbClient, stateDir: string, port: OwnedPort): Promise<string | null> {
-  const now = (await findOwnedPorts(client)).find((p) => p.name === port.name);
+  const now = (await allOwnedPorts(client)).find((p) => p.name === port.name);
   if (!now) return 'no longer a port of ours';
   if (now.sandbox !== port.sandbox || now.podIfName !== port.podIfName) return `now serves ${now.sandbox}/${now.podIfName}`;
   const claim = listStates(stateDir).states.find((s) => s.representor === port.name);
@@ -82,7 +81,7 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
     try {
       const client = await connectOvs(conf.ovsdb);
       try {
-        const stale = (await findOwnedPorts(client)).filter(
+        const stale = (await allOwnedPorts(client)).filter(
           (port) => port.sandbox === undefined || port.podIfName === undefined || !isValid(port.sandbox, port.podIfName),
         );
         const vfOf = stale.length ? vfsByRepresentor(paths) : new Map<string, string>();

@@ -7,6 +7,7 @@ import type { CallContext } from './context.js';
 import { cmdDel } from './del.js';
 import { toCniError } from './errors.js';
 import { cmdGc } from './gc.js';
+import type { StepObserver } from './journal.js';
 import { parseEnv, parseNetConf, peekVersion } from './netconf.js';
 import { resultForVersion } from './result.js';
 import { cmdStatus } from './status.js';
@@ -47,6 +48,20 @@ function readStdin(): string {
 
 const print = (value: unknown) => process.stdout.write(JSON.stringify(value) + '\n');
 
+/**
+ * For the kill -9 suites only: VDPA_CNI_TEST_PAUSE=before:<step> or after:<step> makes ADD print
+ * `{"testPause":"<point>"}` on stderr at that point and wait there, so a suite can kill it at an
+ * exact step. Unset, ADD runs with no observer at all.
+ */
+function testPauseObserver(point: string | undefined): StepObserver | null {
+  if (!point) return null;
+  return async (at) => {
+    if (at !== point) return;
+    process.stderr.write(JSON.stringify({ testPause: at }) + '\n');
+    await new Promise(() => setInterval(() => undefined, 1 << 30));
+  };
+}
+
 /** Env + stdin → context. Nothing has touched the host yet when this throws. */
 function context(stdin: string): CallContext {
   const env = parseEnv(process.env);
@@ -56,7 +71,7 @@ function context(stdin: string): CallContext {
     file: conf.logFile ?? undefined,
     fields: { command: env.command, containerID: env.containerId || undefined, ifname: env.ifname || undefined },
   });
-  return { env, conf, stdin, paths: pathsFromEnv(), log };
+  return { env, conf, stdin, paths: pathsFromEnv(), log, observer: testPauseObserver(process.env.VDPA_CNI_TEST_PAUSE) };
 }
 
 async function execute(ctx: CallContext): Promise<void> {

@@ -2,8 +2,8 @@
 import { ipamCall, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { ipamStatus } from './ipam.js';
-import { ovsStatus } from '../host/ovs.js';
-import { connectOvs, OvsUnavailableError } from './port.js';
+import { ovsStatus } from '../host/ovs-ports.js';
+import { connectOvs, OvsUnavailableError } from './steps/port.js';
 
 export async function cmdStatus(ctx: CallContext): Promise<void> {
   const { conf, log } = ctx;

@@ -8,9 +8,9 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, r
 import { join } from 'node:path';
 import type { VdpaDriver } from './snapshot.js';
 
-/** Host changes an ADD makes, in order; DEL undoes the ones listed, in reverse. */
-export const STEPS = ['ipam', 'port', 'netdev', 'representor'] as const;
-export type Step = (typeof STEPS)[number];
+/** Host changes an ADD makes, in order (cni/steps/ holds each one's do and undo). */
+export const ATTACH_STEPS = ['ipam', 'port', 'netdev', 'representor'] as const;
+export type AttachStep = (typeof ATTACH_STEPS)[number];
 
 export interface AttachmentState {
   readonly containerId: string;
@@ -29,7 +29,7 @@ export interface AttachmentState {
   readonly bridge: string;
   readonly ifaceId: string | null;
   /** Steps begun, in order (a step is listed before its host change starts). */
-  readonly steps: readonly Step[];
+  readonly steps: readonly AttachStep[];
   readonly createdAt: string;
 }
 
@@ -68,7 +68,7 @@ function parseState(file: string, text: string): AttachmentState {
   }
   for (const k of ['netdev', 'representor', 'ifaceId']) need(k, strOrNull);
   need('driver', (x) => x === 'virtio' || x === 'vhost');
-  need('steps', (x) => Array.isArray(x) && x.every((s) => (STEPS as readonly unknown[]).includes(s)));
+  need('steps', (x) => Array.isArray(x) && x.every((s) => (ATTACH_STEPS as readonly unknown[]).includes(s)));
   return o as unknown as AttachmentState;
 }
 

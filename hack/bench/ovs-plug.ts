@@ -16,7 +16,8 @@
  *   node hack/bench/run.mjs ovs-plug [--rounds N] [--json]
  */
 import { OvsdbClient } from '../../host/ovsdb.js';
-import { plugPort, unplugPort, waitInstalled, type PlugPortSpec } from '../../host/ovs.js';
+import { plugPort, unplugPort, type PlugPortSpec } from '../../host/ovs-plug.js';
+import { waitInstalled } from '../../host/ovs-watch.js';
 import { BRIDGE, ensureOvn, OvnRun, OVSDB_SOCK, run } from '../../test/support/ovn.js';
 
 const i = process.argv.indexOf('--rounds');

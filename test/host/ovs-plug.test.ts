@@ -1,21 +1,11 @@
-// plugPort / unplugPort / findOwnedPorts / removePorts / ovsStatus against the real OVS,
+// plugPort / unplugPort / findOwnedPorts / ovsStatus against the real OVS,
 // with the resulting rows read back through ovs-vsctl.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { OvsdbClient } from '../../host/ovsdb.js';
-import {
-  BridgeMissingError,
-  findOwnedPorts,
-  ovsStatus,
-  OWNER_KEY,
-  OWNER_VALUE,
-  plugPort,
-  PortConflictError,
-  removePorts,
-  unplugPort,
-  waitApplied,
-  type PlugPortSpec,
-} from '../../host/ovs.js';
+import { BridgeMissingError, plugPort, PortConflictError, unplugPort, type PlugPortSpec } from '../../host/ovs-plug.js';
+import { findOwnedPorts, ovsStatus, OWNER_KEY, OWNER_VALUE } from '../../host/ovs-ports.js';
+import { waitApplied } from '../../host/ovs-watch.js';
 import { BRIDGE, ovnSuite, OVSDB_SOCK, ovsInterface, ovsPort, run } from '../support/ovn.js';
 
 const suite = ovnSuite(test);
@@ -242,7 +232,7 @@ test('waitApplied: true at once for a configuration already applied, false when 
   assert.equal(await suite.client.echo('still usable'), ['still usable']);
 });
 
-test('findOwnedPorts finds our ports by sandbox, by sandbox + pod-if-name, or all; removePorts removes them', async () => {
+test('findOwnedPorts finds our ports by sandbox, by sandbox + pod-if-name, or all; unplugPort removes them', async () => {
   const sandbox = `${ovn.prefix}-pod1`;
   const eth0 = await attachment({ sandbox, podIfName: 'eth0' });
   const net1 = await attachment({ sandbox, podIfName: 'net1' });
@@ -265,10 +255,10 @@ test('findOwnedPorts finds our ports by sandbox, by sandbox + pod-if-name, or al
   assert.not.ok(all.includes(unmarked));
   assert.equal(await findOwnedPorts(suite.client, { sandbox: `${ovn.prefix}-nobody` }), []);
 
-  assert.equal(await removePorts(suite.client, [eth0.port, net1.port, `${ovn.prefix}gone`]), [eth0.port, net1.port]);
+  for (const port of [eth0.port, net1.port]) assert.equal(await unplugPort(suite.client, { bridge: BRIDGE, port }), { status: 'removed' });
+  assert.equal(await unplugPort(suite.client, { bridge: BRIDGE, port: `${ovn.prefix}gone` }), { status: 'absent' });
   assert.equal(await findOwnedPorts(suite.client, { sandbox }), []);
   assert.is((await ovsPort(elsewhere.port))?.bridge, BRIDGE, 'other ports stay');
-  assert.equal(await removePorts(suite.client, []), []);
 });
 
 test('ovsStatus reports the bridge and hw-offload; the setting is restored afterwards', async () => {

@@ -1,5 +1,5 @@
 /**
- * The virtio netdev's trip into the pod and back. It is never renamed or moved by a name looked
+ * Step "netdev": the virtio netdev's trip into the pod and back. It is never renamed or moved by a name looked
  * up blindly in the host: podman calls every pod interface eth0, and so is the host's own NIC.
  *  - In: one netlink message moves it into the pod under a unique temporary name and marks it
  *    (IFLA_IFALIAS); inside the pod it gets its name, MAC, MTU, addresses and routes.
@@ -7,10 +7,10 @@
  *    inside a netns, then moved to the host with its old alias in one message.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { HOST_NETNS, ip, IpError, listLinks, withTempNetns, type Link } from '../host/netns.js';
-import type { Logger } from '../host/log.js';
-import { parseCidr } from './ip.js';
-import type { Result } from './result.js';
+import type { Logger } from '../../host/log.js';
+import { HOST_NETNS, ip, ipBatches, IpError, ipThenListLinks, isNetworkNamespace, listLinks, withTempNetns, type IpCommand, type Link } from '../../host/netns.js';
+import { parseCidr } from '../ip.js';
+import type { Result } from '../result.js';
 
 const MARK_PREFIX = 'vdpa-cni/';
 
@@ -30,7 +30,7 @@ export function parseMark(alias: string): { hash: string; original: string } | n
 }
 
 /** A name no pod or host will have: `vdpatmp` + 8 hex (15 bytes, the kernel's limit). */
-export const tempName = (): string => `vdpatmp${randomBytes(4).toString('hex')}`;
+const tempName = (): string => `vdpatmp${randomBytes(4).toString('hex')}`;
 
 export interface PodConfig {
   readonly netns: string;
@@ -43,7 +43,7 @@ export interface PodConfig {
 }
 
 /** Route lines as the CNI reference plugins apply them: a route without gw uses its family's gateway. */
-export function routeCommands(ifname: string, ipam: Result): string[][] {
+function routeCommands(ifname: string, ipam: Result): string[][] {
   const gateways = new Map<number, string>();
   for (const a of ipam.ips) {
     const family = parseCidr(a.address)?.family;
@@ -68,7 +68,7 @@ export function routeCommands(ifname: string, ipam: Result): string[][] {
  * Addresses get `nodad`: IPAM made them unique, and duplicate address detection would hold
  * IPv6 in "tentative" for a second or more after the pod starts.
  */
-export function podCommands(c: PodConfig, current: string): string[][] {
+function podCommands(c: PodConfig, current: string): string[][] {
   const link = ['link', 'set', 'dev', current, 'name', c.ifname];
   if (c.mac) link.push('address', c.mac);
   if (c.mtu) link.push('mtu', String(c.mtu));
@@ -86,9 +86,22 @@ export function podCommands(c: PodConfig, current: string): string[][] {
  * kernel moves, renames, then sets the alias), so wherever the netdev is after a failure or a
  * kill, it is either untouched in the host or marked in the pod.
  */
-export const moveCommand = (c: PodConfig & { netdev: string }, tmp: string): string[] => [
+const moveCommand = (c: PodConfig & { netdev: string }, tmp: string): string[] => [
   'link', 'set', 'dev', c.netdev, 'netns', c.netns, 'name', tmp, 'alias', c.mark,
 ];
+
+/**
+ * Do: one process moves the netdev into the pod and runs `alongside` in the host (the
+ * representor's up, see cni/steps/representor.ts), one more configures it inside the pod.
+ * With no netdev (vhost) only `alongside` runs.
+ */
+export function moveIn(netdev: string | null, pod: PodConfig, alongside: readonly IpCommand[]): Promise<void> {
+  const tmp = tempName();
+  return ipBatches([
+    { netns: null, commands: [...(netdev ? [moveCommand({ ...pod, netdev }, tmp)] : []), ...alongside] },
+    { netns: pod.netns, commands: netdev ? podCommands(pod, tmp) : [] },
+  ]);
+}
 
 export interface ReturnRequest {
   /** Where the pod's netns was; null or gone means look in the host. */
@@ -144,7 +157,7 @@ export interface FoundNetdev {
 }
 
 /** Read-only: looks among the pod's links (null when the netns is gone), then in the host, for the mark. */
-export async function locateNetdev(r: ReturnRequest, podLinks: readonly Link[] | null): Promise<FoundNetdev | null> {
+async function locateNetdev(r: ReturnRequest, podLinks: readonly Link[] | null): Promise<FoundNetdev | null> {
   const found = podLinks && findMarked(podLinks, r.hash);
   if (found) return { where: 'pod', ...found };
   const inHost = findMarked(await listLinks(null), r.hash);
@@ -152,7 +165,25 @@ export async function locateNetdev(r: ReturnRequest, podLinks: readonly Link[] |
 }
 
 /**
- * Brings a located netdev home under its original name. From the host (the kernel returns
+ * Undo, first half (read-only): where the netdev is. `alongside` runs in the host first, in the
+ * same process as the look into the pod (the representor's down); its failure is thrown unless
+ * the device is already gone.
+ */
+export async function findNetdev(r: ReturnRequest, alongside: readonly IpCommand[]): Promise<FoundNetdev | null> {
+  const podNetns = r.netns !== null && isNetworkNamespace(r.netns) ? r.netns : null;
+  if (!podNetns) {
+    if (alongside.length) await ip(null, alongside).catch((err: unknown) => {
+      if (!(err instanceof IpError) || !err.noDevice) throw err;
+    });
+    return locateNetdev(r, null);
+  }
+  const { error, links } = await ipThenListLinks({ netns: null, commands: alongside }, podNetns);
+  if (error && !error.noDevice) throw error;
+  return locateNetdev(r, links);
+}
+
+/**
+ * Undo, second half: brings a located netdev home under its original name. From the host (the kernel returns
  * physical netdevs to the host on netns teardown, as `dev<N>` if the name is taken) it goes
  * through a temporary netns, so that the rename never happens in the host.
  */

@@ -3,7 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { OvsdbClient } from '../../host/ovsdb.js';
-import { plugPort, unplugPort, waitInstalled, type PlugPortSpec } from '../../host/ovs.js';
+import { plugPort, unplugPort, type PlugPortSpec } from '../../host/ovs-plug.js';
+import { waitInstalled } from '../../host/ovs-watch.js';
 import { BRIDGE, ovnSuite, OVSDB_SOCK, ovsInterface, ping, type Pod, run } from '../support/ovn.js';
 
 const suite = ovnSuite(test);
