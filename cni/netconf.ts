@@ -5,6 +5,7 @@
  */
 import { isLogLevel, type LogLevel } from '../host/log.js';
 import { DEFAULT_OVSDB, ovsdbRemoteProblem } from '../host/ovsdb.js';
+import { PCI_ADDRESS } from '../host/sysfs.js';
 import { parseCniArgs, type CniArgs } from './args.js';
 import { Decoder, type Obj } from './decode.js';
 import { CniError, ErrorCode } from './errors.js';
@@ -77,7 +78,6 @@ export type TemplateKey = (typeof TEMPLATE_KEYS)[number];
 
 /** Spec: alphanumeric first, then alphanumerics, `_`, `.`, `-`. */
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-const PCI_ADDRESS = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 const envError = (msg: string): CniError => new CniError(ErrorCode.InvalidEnv, msg);

@@ -73,7 +73,8 @@ const MAX_VFS = 1024;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const NETDEV = /^[^\s/:]{1,15}$/;
 const DEVLINK_HANDLE = /^[a-z0-9_-]+\/[^\s/]+$/;
-const MGMTDEV = /^(pci\/[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]|[A-Za-z0-9_.-]+)$/;
+/** `pci/<VF address>`, or the bare name of a management device off the PCI bus (`vdpasim_net`). */
+const MGMTDEV = new RegExp(`^(pci/${PCI_ADDRESS.source.slice(1, -1)}|[A-Za-z0-9_.-]+)$`);
 
 type Obj = Readonly<Record<string, unknown>>;
 
