@@ -4,9 +4,7 @@
  * the node itself (a sysfs discovery). A source that is missing, stale or incomplete is logged
  * and the next one is tried; the node has the last word.
  */
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { endpointFromDeviceInfo, readDeviceInfo } from '../host/deviceinfo.js';
+import { dpDeviceInfoFileOf, endpointFromDeviceInfo, readDeviceInfo } from '../host/deviceinfo.js';
 import { discover, virtioNetdev } from '../host/discover.js';
 import { endpointFor } from '../host/endpoint.js';
 import type { Logger } from '../host/log.js';
@@ -26,17 +24,6 @@ export interface ResolveRequest {
   readonly deviceInfoFile: string | null;
   /** OVS plugging is on: a device without a representor is not good enough. */
   readonly needRepresentor: boolean;
-}
-
-/** `<devinfo>/dp/<resource>-<deviceID>-device.json` without knowing the resource name. */
-function dpFileFor(devinfoDir: string, deviceId: string): string | null {
-  const suffix = `-${deviceId}-device.json`;
-  try {
-    const name = readdirSync(join(devinfoDir, 'dp')).find((n) => n.endsWith(suffix));
-    return name ? join(devinfoDir, 'dp', name) : null;
-  } catch {
-    return null;
-  }
 }
 
 /** The endpoint a DeviceInfo file describes, completed with the virtio netdev; why not, otherwise. */
@@ -70,7 +57,7 @@ export function resolveDevice(req: ResolveRequest, paths: HostPaths, log: Logger
   }
   const files: [DeviceSource, string | null][] = [
     ['CNIDeviceInfoFile', req.deviceInfoFile],
-    ['device plugin file', req.deviceId ? dpFileFor(paths.devinfoDir, req.deviceId) : null],
+    ['device plugin file', req.deviceId ? dpDeviceInfoFileOf(paths.devinfoDir, req.deviceId) : null],
   ];
   for (const [source, file] of files) {
     if (!file) continue;

@@ -2,12 +2,13 @@
  * The running plugin: config → snapshot → pools → one server per pool, kept current by
  * watch → rescan → diff → ListAndWatch, config reloads and kubelet restarts.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { AllocateRequest, AllocateResponse } from '../proto/gen/deviceplugin_v1beta1.js';
 import { listDevlinkPorts, type DevlinkPort } from '../host/devlink.js';
 import {
   deviceInfoFromEndpoint,
+  dpDeviceInfoFiles,
   dpDeviceInfoPath,
   readDeviceInfo,
   type VdpaInfo,
@@ -292,16 +293,10 @@ export class Plugin {
     const s = this.snapshot;
     if (this.deviceSet === this.syncedFor) return;
     this.syncedFor = this.deviceSet;
-    const dir = join(this.opts.flags.devinfoDir, 'dp');
-    let names: string[];
-    try {
-      names = readdirSync(dir).filter((n) => n.endsWith('-device.json'));
-    } catch {
-      return;
-    }
+    const files = dpDeviceInfoFiles(this.opts.flags.devinfoDir);
+    if (!files) return;
     const allocated = new Set<string>();
-    for (const name of names) {
-      const path = join(dir, name);
+    for (const path of files) {
       let vdpa: VdpaInfo | undefined;
       try {
         vdpa = readDeviceInfo(path)?.vdpa;

@@ -4,7 +4,7 @@
  * copy Multus makes under `<devinfo>/cni/` (or the dp file). Every field is validated on read and on
  * write, and errors name the field.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { PCI_ADDRESS } from './sysfs.js';
 import type { VdpaDriver, VdpaEndpoint } from './snapshot.js';
@@ -156,10 +156,33 @@ export function endpointFromDeviceInfo(di: DeviceInfo, pciAddress: string): Vdpa
 }
 
 const fileSafe = (s: string) => s.replaceAll('/', '-');
+const DP_SUFFIX = '-device.json';
 
 /** `<devinfo>/dp/<resource>-<device ID>-device.json`, every "/" turned into "-" (the spec's name). */
 export function dpDeviceInfoPath(devinfoDir: string, resourceName: string, deviceId: string): string {
-  return join(devinfoDir, 'dp', `${fileSafe(resourceName)}-${fileSafe(deviceId)}-device.json`);
+  return join(devinfoDir, 'dp', `${fileSafe(resourceName)}-${fileSafe(deviceId)}${DP_SUFFIX}`);
+}
+
+/**
+ * The device plugin files under `<devinfo>/dp/`, of every resource, or only those of one device
+ * ID; null when there is no readable `dp/` directory. Other files there (temporary ones) are not
+ * listed.
+ */
+export function dpDeviceInfoFiles(devinfoDir: string, deviceId?: string): string[] | null {
+  const dir = join(devinfoDir, 'dp');
+  const suffix = deviceId === undefined ? DP_SUFFIX : `-${fileSafe(deviceId)}${DP_SUFFIX}`;
+  try {
+    return readdirSync(dir)
+      .filter((n) => n.endsWith(suffix))
+      .map((n) => join(dir, n));
+  } catch {
+    return null;
+  }
+}
+
+/** The device plugin file of a device ID without knowing its resource name; null when there is none. */
+export function dpDeviceInfoFileOf(devinfoDir: string, deviceId: string): string | null {
+  return dpDeviceInfoFiles(devinfoDir, deviceId)?.[0] ?? null;
 }
 
 /** `<devinfo>/cni/<name>`; Multus names it `<namespace>-<network>-<containerID>_<ifname>`. */

@@ -3,9 +3,7 @@
  * discovery snapshot plus what discovery does not cover (VF counts, eswitch modes, TC offload,
  * modules, management devices, allocations, OVS). The planner is a pure function of this value.
  */
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { readDeviceInfo } from '../../host/deviceinfo.js';
+import { dpDeviceInfoFiles, readDeviceInfo } from '../../host/deviceinfo.js';
 import { discover } from '../../host/discover.js';
 import { eswitchMode, hwTcOffload, type EswitchMode } from '../../host/eswitch.js';
 import type { Machine } from '../../host/machine.js';
@@ -104,16 +102,8 @@ async function deviceFacts(m: Machine, snapshot: Snapshot, handle: string): Prom
 }
 
 function allocations(devinfoDir: string, warnings: string[]): Map<string, string> {
-  const dir = join(devinfoDir, 'dp');
   const out = new Map<string, string>();
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.json'));
-  } catch {
-    return out;
-  }
-  for (const name of names) {
-    const file = join(dir, name);
+  for (const file of dpDeviceInfoFiles(devinfoDir) ?? []) {
     try {
       const di = readDeviceInfo(file);
       const pci = di?.vdpa?.['pci-address'] ?? di?.pci?.['pci-address'];

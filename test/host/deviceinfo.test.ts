@@ -8,6 +8,8 @@ import {
   DeviceInfoError,
   cniDeviceInfoPath,
   deviceInfoFromEndpoint,
+  dpDeviceInfoFileOf,
+  dpDeviceInfoFiles,
   dpDeviceInfoPath,
   endpointFromDeviceInfo,
   parseDeviceInfo,
@@ -48,6 +50,21 @@ test('file names follow the spec: dp/<resource>-<id>-device.json with "/" → "-
   assert.equal(dpDeviceInfoPath('/d', 'a/b/c', 'x/y'), '/d/dp/a-b-c-x-y-device.json');
   assert.equal(cniDeviceInfoPath('/d', 'default-vdpa-net-1234_net1'), '/d/cni/default-vdpa-net-1234_net1');
   assert.equal(cniDeviceInfoPath('/d', 'ns/net-1234_net1'), '/d/cni/ns-net-1234_net1');
+});
+
+test('dp files are listed by that name, of all resources or of one device ID', () => {
+  const root = join(dir, 'listed');
+  assert.is(dpDeviceInfoFiles(root), null, 'no dp/ directory');
+  assert.is(dpDeviceInfoFileOf(root, '0000:65:00.2'), null);
+  const a = dpDeviceInfoPath(root, 'example.com/vdpa', '0000:65:00.2');
+  const b = dpDeviceInfoPath(root, 'example.com/vhost', '0000:65:00.3');
+  writeDeviceInfo(a, SPEC_EXAMPLE as DeviceInfo);
+  writeDeviceInfo(b, SPEC_EXAMPLE as DeviceInfo);
+  writeFileSync(join(root, 'dp', 'x.json.123.tmp'), '');
+  assert.equal(dpDeviceInfoFiles(root)?.sort(), [a, b]);
+  assert.equal(dpDeviceInfoFiles(root, '0000:65:00.3'), [b]);
+  assert.is(dpDeviceInfoFileOf(root, '0000:65:00.2'), a);
+  assert.is(dpDeviceInfoFileOf(root, '0000:65:00.4'), null);
 });
 
 test('the spec example parses to itself; a pci document parses too', () => {

@@ -1,7 +1,8 @@
 /** Shared pieces of the provisioning suites: a session on a FakeKernel, reading the ops it recorded. */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { dpDeviceInfoPath } from '../../host/deviceinfo.js';
 import { createLogger } from '../../host/log.js';
 import { execute, type Session } from '../../deviceplugin/provision/cli.js';
 import { gatherFacts, type NodeFacts } from '../../deviceplugin/provision/facts.js';
@@ -53,8 +54,8 @@ export class Bench {
 
   /** A DeviceInfo file as the device plugin writes it on Allocate. */
   allocate(pci: string, resource = 'example.com-vdpa'): string {
-    const file = join(this.devinfoDir, 'dp', `${resource}-${pci}-device.json`);
-    mkdirSync(join(this.devinfoDir, 'dp'), { recursive: true });
+    const file = dpDeviceInfoPath(this.devinfoDir, resource, pci);
+    mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, JSON.stringify({ type: 'vdpa', version: '1.1.0', vdpa: { 'parent-device': `vdpa:${pci}`, driver: 'virtio', path: '/sys/bus/virtio/devices/virtio0', 'pci-address': pci } }));
     return file;
   }
