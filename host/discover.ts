@@ -24,7 +24,7 @@ import type {
   VhostEndpoint,
   VirtioEndpoint,
 } from './snapshot.js';
-import { PCI_ADDRESS, describe, exists, isUnreadable, leaf, parentOf, readAttr, readLink, readNames, type Unreadable } from './sysfs.js';
+import { PCI_ADDRESS, describe, exists, isUnreadable, leaf, parentOf, readAttr, readLink, readNames, virtfnLinks, type Unreadable } from './sysfs.js';
 
 export interface DiscoverOptions {
   readonly sysfsRoot: string;
@@ -34,7 +34,6 @@ export interface DiscoverOptions {
 }
 
 const VHOST_DIR = /^vhost-vdpa-\d+$/;
-const VIRTFN = /^virtfn(\d+)$/;
 const UPLINK_PORT = /^p(\d+)$/;
 const VF_PORT = /^(?:c(\d+))?pf(\d+)vf(\d+)$/;
 const PCI_ID = /^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$/;
@@ -212,16 +211,7 @@ function readPciFunction(address: string, link: string, vdpaParents: ReadonlySet
     pf = isUnreadable(physfn) ? null : leaf(physfn);
   }
   // Only PFs (and plain functions) are listed, to find their virtfnN links; VFs have none.
-  const virtfns = new Map<string, number>();
-  if (pf === null) {
-    for (const entry of optionalNames(dir, problems)) {
-      const vf = VIRTFN.exec(entry);
-      if (!vf) continue;
-      const target = readLink(`${dir}/${entry}`);
-      if (isUnreadable(target)) problems.push(describe(target));
-      else virtfns.set(leaf(target), Number(vf[1]));
-    }
-  }
+  const virtfns = new Map(pf === null ? virtfnLinks(dir, optionalNames(dir, problems), (u) => problems.push(describe(u))) : []);
   return {
     address,
     dir,

@@ -9,6 +9,9 @@ import { normalize } from 'node:path';
 /** A PCI function's name in sysfs (domain:bus:device.function; domains above ffff exist, e.g. VMD). */
 export const PCI_ADDRESS = /^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 
+/** A PF's link to its VF number N: `virtfnN` → `../<VF address>`. */
+const VIRTFN = /^virtfn(\d+)$/;
+
 /** Why a sysfs file, link or directory could not be read: `missing`, `EIO`, `EACCES`, … */
 export interface Unreadable {
   readonly path: string;
@@ -95,4 +98,21 @@ export function parentOf(path: string): string {
 /** Whether a path exists; only asked on error paths, to tell a dangling link from a missing file. */
 export function exists(path: string): boolean {
   return statSync(path, { throwIfNoEntry: false }) !== undefined;
+}
+
+/**
+ * The VFs a PF's `virtfnN` links point at, as [VF address, N], in the order of `names` (the
+ * listing of `pfDir`, which the caller reads and judges). A link that cannot be read is left out
+ * and handed to `unreadable`.
+ */
+export function virtfnLinks(pfDir: string, names: readonly string[], unreadable?: (u: Unreadable) => void): [string, number][] {
+  const vfs: [string, number][] = [];
+  for (const name of names) {
+    const n = VIRTFN.exec(name);
+    if (!n) continue;
+    const target = readLink(`${pfDir}/${name}`);
+    if (isUnreadable(target)) unreadable?.(target);
+    else vfs.push([leaf(target), Number(n[1])]);
+  }
+  return vfs;
 }

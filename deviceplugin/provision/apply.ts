@@ -12,7 +12,7 @@ import { loadModules } from '../../host/modules.js';
 import { setOtherConfig } from '../../host/ovsconfig.js';
 import { OvsdbClient } from '../../host/ovsdb.js';
 import { bindPci, busDeviceDir, pciDriver, rebindPci, setNumVfs, unbindPci } from '../../host/sriov.js';
-import { isUnreadable, leaf, readLink, readNames } from '../../host/sysfs.js';
+import { isUnreadable, readNames, virtfnLinks } from '../../host/sysfs.js';
 import { bindVdpa, createVdpa, deleteVdpa, vdpaBusDriver } from '../../host/vdpa.js';
 import type { Logger } from '../../host/log.js';
 import type { NodeFacts } from './facts.js';
@@ -37,11 +37,9 @@ function boundVfs(m: Machine, deviceDir: string): [string, string][] {
   const names = readNames(deviceDir);
   if (isUnreadable(names)) return [];
   const out: [string, string][] = [];
-  for (const n of names.filter((x) => /^virtfn\d+$/.test(x))) {
-    const target = readLink(`${deviceDir}/${n}`);
-    if (isUnreadable(target)) continue;
-    const driver = pciDriver(m.sysfsRoot, leaf(target));
-    if (driver) out.push([leaf(target), driver]);
+  for (const [vf] of virtfnLinks(deviceDir, names)) {
+    const driver = pciDriver(m.sysfsRoot, vf);
+    if (driver) out.push([vf, driver]);
   }
   return out;
 }
