@@ -16,15 +16,15 @@ import { isUnreadable, readNames, virtfnLinks } from '../../host/sysfs.js';
 import { bindVdpa, createVdpa, deleteVdpa, vdpaBusDriver } from '../../host/vdpa.js';
 import type { Logger } from '../../host/log.js';
 import type { NodeFacts } from './facts.js';
-import type { Journal } from './journal.js';
+import type { ProvisionJournal } from './journal.js';
 import { planProvision, planTeardown, type Plan } from './plan.js';
 import type { Policy } from './policy.js';
-import type { Action, Step } from './steps.js';
+import type { Action, PlanStep } from './steps.js';
 
-export class StepError extends Error {
-  override name = 'StepError';
+export class PlanStepError extends Error {
+  override name = 'PlanStepError';
   constructor(
-    readonly step: Step,
+    readonly step: PlanStep,
     readonly index: number,
     cause: unknown,
   ) {
@@ -117,11 +117,11 @@ export async function perform(m: Machine, a: Action, log: Logger): Promise<void>
 
 export interface RunContext {
   readonly machine: Machine;
-  readonly journal: Journal;
+  readonly journal: ProvisionJournal;
   readonly log: Logger;
 }
 
-/** Performs the steps in order; the first failure stops the run (StepError). */
+/** Performs the steps in order; the first failure stops the run (PlanStepError). */
 export async function runPlan(ctx: RunContext, plan: Plan): Promise<void> {
   for (const key of plan.settled) ctx.journal.forget(key);
   for (const [i, s] of plan.steps.entries()) {
@@ -132,7 +132,7 @@ export async function runPlan(ctx: RunContext, plan: Plan): Promise<void> {
       await perform(ctx.machine, s.action, ctx.log);
     } catch (err) {
       ctx.log.error('step failed', { step: i + 1, of: plan.steps.length, at: s.at || undefined, action: s.description, error: err });
-      throw new StepError(s, i, err);
+      throw new PlanStepError(s, i, err);
     }
     if (s.journal && 'forget' in s.journal) ctx.journal.apply(s.journal);
     ctx.log.info('step done', { step: i + 1, of: plan.steps.length, at: s.at || undefined, action: s.description, ms: Math.round(performance.now() - started) });
@@ -178,4 +178,4 @@ export async function converge(ctx: RunContext, gather: () => Promise<NodeFacts>
 }
 
 export const provisionPlanner = (policy: Policy) => (facts: NodeFacts) => planProvision(policy, facts);
-export const teardownPlanner = (journal: Journal) => (facts: NodeFacts) => planTeardown(journal.list(), facts);
+export const teardownPlanner = (journal: ProvisionJournal) => (facts: NodeFacts) => planTeardown(journal.list(), facts);

@@ -10,9 +10,9 @@ import { createLogger, isLogLevel, LOG_LEVELS, type Logger, type LogLevel } from
 import { realMachine, type Machine } from '../../host/machine.js';
 import { defaultBuiltinList } from '../../host/modules.js';
 import { pathsFromEnv } from '../../host/paths.js';
-import { converge, provisionPlanner, teardownPlanner, StepError } from './apply.js';
+import { converge, provisionPlanner, teardownPlanner, PlanStepError } from './apply.js';
 import { gatherFacts, type GatherOptions } from './facts.js';
-import { DEFAULT_STATE_FILE, Journal, JournalError } from './journal.js';
+import { DEFAULT_STATE_FILE, ProvisionJournal, ProvisionJournalError } from './journal.js';
 import { PlanError, type Plan } from './plan.js';
 import { parsePolicyText, PolicyError, type Policy } from './policy.js';
 import { describeAction } from './steps.js';
@@ -112,7 +112,7 @@ export function formatPlan(title: string, plan: Plan): string {
 export interface Session {
   readonly machine: Machine;
   readonly gather: GatherOptions;
-  readonly journal: Journal;
+  readonly journal: ProvisionJournal;
   readonly log: Logger;
 }
 
@@ -153,7 +153,7 @@ export async function runSubcommand(cmd: Subcommand, argv: readonly string[], en
       const session = {
         machine: realMachine(opts.sysfsRoot),
         gather: { devRoot: opts.devRoot, devinfoDir: opts.devinfoDir, builtinList: defaultBuiltinList() },
-        journal: Journal.open(opts.state),
+        journal: ProvisionJournal.open(opts.state),
         log,
       };
       await execute(cmd, session, policy, opts.dryRun, (t) => process.stdout.write(t));
@@ -163,8 +163,8 @@ export async function runSubcommand(cmd: Subcommand, argv: readonly string[], en
     return 0;
   } catch (err) {
     if (err instanceof PlanError) log.error(`${cmd} refused; nothing was changed`, { problems: err.problems });
-    else if (err instanceof StepError) log.error(`${cmd} stopped: ${err.message}; the next run continues from here`, { state: opts.state });
-    else if (err instanceof PolicyError || err instanceof JournalError || (err as NodeJS.ErrnoException).code === 'ENOENT') log.error((err as Error).message);
+    else if (err instanceof PlanStepError) log.error(`${cmd} stopped: ${err.message}; the next run continues from here`, { state: opts.state });
+    else if (err instanceof PolicyError || err instanceof ProvisionJournalError || (err as NodeJS.ErrnoException).code === 'ENOENT') log.error((err as Error).message);
     else log.error(`${cmd} failed: ${(err as Error).message}`, { stack: (err as Error).stack });
     return 1;
   } finally {

@@ -14,7 +14,7 @@ import type { Snapshot } from '../../host/snapshot.js';
 import { busDeviceDir, readSriov, type SriovState } from '../../host/sriov.js';
 import { isUnreadable, readAttr, readNames } from '../../host/sysfs.js';
 import { listMgmtDevs } from '../../host/vdpa.js';
-import type { JournalEntry } from './journal.js';
+import type { ProvisionJournalEntry } from './journal.js';
 import type { PfSelector, Policy } from './policy.js';
 import { SOFTWARE_MGMTDEVS } from './vendors.js';
 
@@ -127,7 +127,7 @@ async function ovsHwOffload(remote: string): Promise<{ hwOffload: string | null 
   }
 }
 
-export async function gatherFacts(m: Machine, opts: GatherOptions, policy: Policy | null, journal: readonly JournalEntry[]): Promise<NodeFacts> {
+export async function gatherFacts(m: Machine, opts: GatherOptions, policy: Policy | null, journal: readonly ProvisionJournalEntry[]): Promise<NodeFacts> {
   const warnings: string[] = [];
   const snapshot = discover({ sysfsRoot: m.sysfsRoot, devRoot: opts.devRoot });
   warnings.push(...snapshot.errors);

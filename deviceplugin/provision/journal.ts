@@ -5,25 +5,25 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { describeAction, parseAction, readerFor, type Action, type JournalEffect } from './steps.js';
+import { describeAction, parseAction, readerFor, type Action, type ProvisionJournalEffect } from './steps.js';
 
 export const DEFAULT_STATE_FILE = '/var/lib/vdpa-k8s/provision.json';
 const VERSION = 1;
 
-export interface JournalEntry {
+export interface ProvisionJournalEntry {
   readonly key: string;
   readonly undo: Action;
   /** When the change was made (ISO time), for people reading the file. */
   readonly at: string;
 }
 
-export class JournalError extends Error {
-  override name = 'JournalError';
+export class ProvisionJournalError extends Error {
+  override name = 'ProvisionJournalError';
 }
 
-export function parseJournal(v: unknown, file: string): JournalEntry[] {
+export function parseProvisionJournal(v: unknown, file: string): ProvisionJournalEntry[] {
   const fail = (at: string, msg: string): never => {
-    throw new JournalError(`${file}: ${at}: ${msg}`);
+    throw new ProvisionJournalError(`${file}: ${at}: ${msg}`);
   };
   const r = readerFor(v, 'state', fail);
   if (r.num('version') !== VERSION) fail('state.version', `must be ${VERSION}`);
@@ -35,31 +35,31 @@ export function parseJournal(v: unknown, file: string): JournalEntry[] {
   });
 }
 
-export class Journal {
+export class ProvisionJournal {
   private constructor(
     readonly file: string,
-    private entries: JournalEntry[],
+    private entries: ProvisionJournalEntry[],
   ) {}
 
   /** The state file's entries; none when there is no file. */
-  static open(file: string): Journal {
+  static open(file: string): ProvisionJournal {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Journal(file, []);
-      throw new JournalError(`${file}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new ProvisionJournal(file, []);
+      throw new ProvisionJournalError(`${file}: ${(err as Error).message}`);
     }
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch (err) {
-      throw new JournalError(`${file}: not valid JSON (${(err as Error).message})`);
+      throw new ProvisionJournalError(`${file}: not valid JSON (${(err as Error).message})`);
     }
-    return new Journal(file, parseJournal(json, file));
+    return new ProvisionJournal(file, parseProvisionJournal(json, file));
   }
 
-  list(): readonly JournalEntry[] {
+  list(): readonly ProvisionJournalEntry[] {
     return this.entries;
   }
 
@@ -68,7 +68,7 @@ export class Journal {
   }
 
   /** Applies a step's effect on the record and saves it; returns whether anything changed. */
-  apply(effect: JournalEffect): boolean {
+  apply(effect: ProvisionJournalEffect): boolean {
     if (effect === null) return false;
     if ('forget' in effect) {
       if (!this.has(effect.forget)) return false;

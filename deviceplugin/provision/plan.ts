@@ -13,13 +13,13 @@ import { moduleName } from '../../host/modules.js';
 import { vfAddress } from '../../host/sriov.js';
 import type { NodeFacts, DeviceFacts } from './facts.js';
 import { OWNED_VDPA_KEY, OVS_HW_OFFLOAD } from './facts.js';
-import type { JournalEntry } from './journal.js';
+import type { ProvisionJournalEntry } from './journal.js';
 import { macAt, VDPA_NAME_PREFIX, type Policy, type PfPolicy, type VdpaAttrs, type VfGroup } from './policy.js';
-import { describeAction, type Action, type JournalEffect, type Step } from './steps.js';
+import { describeAction, type Action, type ProvisionJournalEffect, type PlanStep } from './steps.js';
 import { SOFTWARE_MGMTDEVS, supportedList, vdpaVendor, type VdpaVendor } from './vendors.js';
 
 export interface Plan {
-  readonly steps: readonly Step[];
+  readonly steps: readonly PlanStep[];
   /** Things the operator should know that are not steps (a restart to do, work left to a later round). */
   readonly notes: readonly string[];
   /** State-file keys whose undo is already in place (teardown): dropped without a step. */
@@ -35,19 +35,19 @@ export class PlanError extends Error {
 
 const BUS_MODULES: Readonly<Record<VdpaDriver, readonly string[]>> = { virtio: ['virtio_vdpa', 'virtio_net'], vhost: ['vhost_vdpa'] };
 
-const step = (at: string, action: Action, journal: JournalEffect): Step => ({ at, action, description: describeAction(action), journal });
-const record = (key: string, undo: Action): JournalEffect => ({ record: key, undo });
+const step = (at: string, action: Action, journal: ProvisionJournalEffect): PlanStep => ({ at, action, description: describeAction(action), journal });
+const record = (key: string, undo: Action): ProvisionJournalEffect => ({ record: key, undo });
 
 /** Accumulates steps by phase, problems and notes while the policy is walked once. */
 class Planner {
   readonly problems: string[] = [];
   readonly notes: string[] = [];
   readonly modules = new Set<string>();
-  readonly deletes: Step[] = [];
-  readonly devices: Step[] = [];
-  readonly functions: Step[] = [];
-  readonly vdpa: Step[] = [];
-  readonly ovs: Step[] = [];
+  readonly deletes: PlanStep[] = [];
+  readonly devices: PlanStep[] = [];
+  readonly functions: PlanStep[] = [];
+  readonly vdpa: PlanStep[] = [];
+  readonly ovs: PlanStep[] = [];
   /** vDPA device names the policy wants. */
   readonly wanted = new Set<string>();
 
@@ -347,9 +347,9 @@ function touches(a: Action, f: NodeFacts): string[] {
 }
 
 /** Teardown: the recorded undos, newest first, that are not in place yet; refused while pods hold devices. */
-export function planTeardown(journal: readonly JournalEntry[], facts: NodeFacts): Plan {
+export function planTeardown(journal: readonly ProvisionJournalEntry[], facts: NodeFacts): Plan {
   const p = new Planner(facts);
-  const steps: Step[] = [];
+  const steps: PlanStep[] = [];
   const settled: string[] = [];
   for (const e of [...journal].reverse()) {
     if (inPlace(e.undo, facts)) {

@@ -23,14 +23,14 @@ export type Action =
  * of a key wins: it holds the state before we touched anything); `forget` drops a record whose
  * object is gone for good (a deleted vDPA device of ours).
  */
-export type JournalEffect = { readonly record: string; readonly undo: Action } | { readonly forget: string } | null;
+export type ProvisionJournalEffect = { readonly record: string; readonly undo: Action } | { readonly forget: string } | null;
 
-export interface Step {
+export interface PlanStep {
   /** The policy entry the step serves (`pfs[0]`, `mgmtDevs[1]`, `ovs`), or "" for node-wide steps. */
   readonly at: string;
   readonly action: Action;
   readonly description: string;
-  readonly journal: JournalEffect;
+  readonly journal: ProvisionJournalEffect;
 }
 
 export function describeAction(a: Action): string {

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
-import { StepError } from '../../deviceplugin/provision/apply.js';
+import { PlanStepError } from '../../deviceplugin/provision/apply.js';
 import { parsePolicy } from '../../deviceplugin/provision/policy.js';
 import { vdpaBusDriver } from '../../host/vdpa.js';
 import { Bench, changes, FOUR_VFS, VFS } from './harness.js';
@@ -123,7 +123,7 @@ test('a vDPA bind that fails part-way: the new device is deleted, the run stops,
     } catch (err) {
       failure = err;
     }
-    assert.instance(failure, StepError);
+    assert.instance(failure, PlanStepError);
     assert.match((failure as Error).message, `step 8 (create vDPA device vdpa:${VFS[3]}`);
     const ops = b.k.take();
     assert.equal(
@@ -191,7 +191,7 @@ test('vp_vdpa function: rebind that fails goes back to virtio-pci; the next run 
       await b.run('provision', policy);
       assert.unreachable('the bind failure stops the run');
     } catch (err) {
-      assert.instance(err, StepError);
+      assert.instance(err, PlanStepError);
     }
     assert.equal(b.k.take().filter((o) => o.startsWith('write')), [
       `write bus/pci/devices/${fn}/driver/unbind ${fn}`,

@@ -6,7 +6,7 @@ import { dpDeviceInfoPath } from '../../host/deviceinfo.js';
 import { createLogger } from '../../host/log.js';
 import { execute, type Session } from '../../deviceplugin/provision/cli.js';
 import { gatherFacts, type NodeFacts } from '../../deviceplugin/provision/facts.js';
-import { Journal } from '../../deviceplugin/provision/journal.js';
+import { ProvisionJournal } from '../../deviceplugin/provision/journal.js';
 import { planProvision, type Plan } from '../../deviceplugin/provision/plan.js';
 import { parsePolicy, type Policy } from '../../deviceplugin/provision/policy.js';
 import type { FakeKernel } from './kernel.js';
@@ -30,7 +30,7 @@ export class Bench {
     return {
       machine: this.k,
       gather: { devRoot: this.k.fx.devRoot, devinfoDir: this.devinfoDir, builtinList: join(this.dir, 'no-modules.builtin') },
-      journal: Journal.open(this.stateFile),
+      journal: ProvisionJournal.open(this.stateFile),
       log: this.log,
     };
   }

@@ -291,8 +291,8 @@ test('state file that is not ours to read is refused by name', async () => {
   const b = bench({ pfs: [] });
   try {
     writeFileSync(b.stateFile.replace('/state/provision.json', '/bad.json'), '{"version":1,"entries":[{"key":"x","at":"t","undo":{"kind":"set-numvfs","device":"pci/x","to":-1}}]}');
-    const { Journal } = await import('../../deviceplugin/provision/journal.js');
-    assert.throws(() => Journal.open(join(b.dir, 'bad.json')), /bad\.json: state\.entries\[0\]\.undo\.to: must be a whole number/);
+    const { ProvisionJournal } = await import('../../deviceplugin/provision/journal.js');
+    assert.throws(() => ProvisionJournal.open(join(b.dir, 'bad.json')), /bad\.json: state\.entries\[0\]\.undo\.to: must be a whole number/);
     rmSync(join(b.dir, 'bad.json'));
   } finally {
     b.cleanup();
