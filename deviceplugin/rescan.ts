@@ -1,0 +1,216 @@
+/**
+ * The plugin's view of the node, kept current: node events → discovery → pools → diff, plus the
+ * cleanup of DeviceInfo files whose device is gone. It serves nothing; the plugin hands the pools
+ * to its servers, which send them on ListAndWatch.
+ */
+import { join, resolve } from 'node:path';
+import { listDevlinkPorts, type DevlinkPort } from '../host/devlink.js';
+import { dpDeviceInfoFiles, readDeviceInfo, removeDeviceInfo, type VdpaInfo } from '../host/deviceinfo.js';
+import { discover } from '../host/discover.js';
+import type { Logger } from '../host/log.js';
+import type { Snapshot } from '../host/snapshot.js';
+import type { Config, PoolConfig } from './config.js';
+import type { Flags } from './flags.js';
+import type { Metrics } from './metrics.js';
+import { advertisableEndpoints, buildPools, describeChanges, type Pool } from './pools.js';
+import { WatchSet } from './watch.js';
+
+/** A burst of node events (one rebind touches several files) is read by one scan this much later. */
+const NODE_EVENT_DELAY_MS = 30;
+/** Event-driven scans leave the loop free at least as long as they took: at most half the CPU. */
+const SCAN_GAP_FACTOR = 1;
+
+export interface RescannerOptions {
+  readonly flags: Pick<Flags, 'sysfsRoot' | 'devRoot' | 'devinfoDir'>;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** The running config; pools are built from it. */
+  readonly config: () => Config;
+  /** Called after every pool rebuild, changed or not. */
+  readonly onPools: () => void;
+}
+
+export class Rescanner {
+  private readonly log: Logger;
+  private snapshot: Snapshot = { functions: new Map(), vdpa: new Map(), errors: [] };
+  private pools: readonly Pool[] = [];
+  private devlinkPorts: readonly DevlinkPort[] = [];
+  /** Node events arrived since the last scan: Allocate rescans before answering. */
+  private dirty = false;
+  private lastErrors = '';
+  /** Functions and vDPA devices of the last scan, to act only when that set changes. */
+  private deviceSet = '';
+  private syncedFor: string | null = null;
+  /** Device IDs with a DeviceInfo file: handed out, and maybe still in a pod. */
+  private allocated = new Set<string>();
+  private devlinkFor: string | null = null;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  private lastScanEnd = 0;
+  private lastScanMs = 0;
+  private readonly nodeWatch: WatchSet;
+  private closed = false;
+
+  constructor(private readonly opts: RescannerOptions) {
+    this.log = opts.logger;
+    this.nodeWatch = new WatchSet((dir, name) => this.onNodeEvent(dir, name));
+  }
+
+  /** The pool of one resource as of the last scan (empty for a server that is being stopped). */
+  pool(config: PoolConfig): Pool {
+    return this.pools.find((p) => p.config.resource === config.resource) ?? { config, devices: new Map() };
+  }
+
+  /** Device IDs just handed out: a virtio one stays advertised once its netdev has gone into the pod. */
+  markAllocated(ids: Iterable<string>): void {
+    for (const id of ids) this.allocated.add(id);
+  }
+
+  /** Rescans first when node events came in since the last scan. */
+  rescanIfDirty(reason: string): void {
+    if (this.dirty) this.rescan(reason);
+  }
+
+  /** Watches that may have lost their directory are set up again; cheap, for every tick. */
+  ensureWatch(): void {
+    this.nodeWatch.ensure();
+  }
+
+  private onNodeEvent(dir: string, name: string | null): void {
+    if (this.closed) return;
+    if (dir === resolve(this.opts.flags.devRoot) && name !== null && !name.startsWith('vhost-vdpa-')) return;
+    this.dirty = true;
+    this.scheduleRescan();
+  }
+
+  /**
+   * One pending scan sees every change made before it runs. The gap after the previous scan keeps
+   * an event storm (a fixture tree, a busy /dev) from spending more than half the CPU on
+   * scans; Allocate does not wait for it, since it rescans itself when the node is dirty.
+   */
+  private scheduleRescan(): void {
+    if (this.rescanTimer) return;
+    const wait = Math.max(NODE_EVENT_DELAY_MS, this.lastScanEnd + SCAN_GAP_FACTOR * this.lastScanMs - performance.now());
+    this.rescanTimer = setTimeout(() => {
+      this.rescanTimer = null;
+      this.rescan('node changed');
+    }, wait);
+  }
+
+  /**
+   * devlink ports, asked again only when the set of devices changed (it runs a process).
+   * devlink describes the real machine: with a fixture sysfs root it would describe the wrong node.
+   */
+  async refreshDevlink(): Promise<void> {
+    if (resolve(this.opts.flags.sysfsRoot) !== '/sys' || this.devlinkFor === this.deviceSet) return;
+    this.devlinkFor = this.deviceSet;
+    this.devlinkPorts = await listDevlinkPorts();
+  }
+
+  /** One discovery pass, then pools, ListAndWatch updates, metrics and DeviceInfo cleanup. */
+  rescan(reason: string): void {
+    if (this.closed) return;
+    const { flags, metrics } = this.opts;
+    this.dirty = false;
+    if (this.rescanTimer) clearTimeout(this.rescanTimer);
+    this.rescanTimer = null;
+    const started = performance.now();
+    let snapshot: Snapshot;
+    try {
+      snapshot = discover({ sysfsRoot: flags.sysfsRoot, devRoot: flags.devRoot, devlinkPorts: this.devlinkPorts });
+    } catch (err) {
+      metrics.discoveryErrors.inc();
+      this.log.error('discovery failed; keeping the last view of the node', { error: err });
+      return;
+    }
+    this.lastScanEnd = performance.now();
+    this.lastScanMs = this.lastScanEnd - started;
+    const seconds = this.lastScanMs / 1000;
+    metrics.discoverySeconds.observe(seconds);
+    if (snapshot.errors.length) metrics.discoveryErrors.inc(snapshot.errors.length);
+    const errors = snapshot.errors.join('\n');
+    if (errors !== this.lastErrors) {
+      if (errors) this.log.warn('discovery reported problems', { errors: snapshot.errors });
+      this.lastErrors = errors;
+    }
+    this.snapshot = snapshot;
+    this.deviceSet = [...snapshot.functions.keys(), ...snapshot.vdpa.keys()].join();
+    const scanned = { reason, ms: Math.round(seconds * 1000), functions: snapshot.functions.size, vdpaDevices: snapshot.vdpa.size };
+    if (reason === 'start') this.log.info('discovered the node', scanned);
+    else this.log.debug('rescanned', scanned);
+    this.syncDeviceInfo();
+    this.repool();
+    this.watchNode();
+  }
+
+  /** Pools built again from the last scan and the running config (after a config change, too). */
+  repool(): void {
+    const endpoints = advertisableEndpoints(this.snapshot, this.allocated);
+    const next = buildPools({ snapshot: this.snapshot, endpoints, config: this.opts.config(), previous: this.pools });
+    const before = new Map(this.pools.map((p) => [p.config.resource, p]));
+    this.pools = next;
+    for (const pool of next) {
+      const changes = describeChanges(before.get(pool.config.resource), pool);
+      if (changes.length) this.log.info('pool changed', { resource: pool.config.resource, devices: pool.devices.size, changes });
+    }
+    this.opts.metrics.setPools(next);
+    this.opts.onPools();
+  }
+
+  /** Bus and class directories, /dev, and each uplink (its operstate) of the current snapshot. */
+  private watchNode(): void {
+    const { sysfsRoot, devRoot } = this.opts.flags;
+    const sys = resolve(sysfsRoot);
+    const dirs = [
+      join(sys, 'bus', 'pci', 'devices'),
+      join(sys, 'bus', 'vdpa', 'devices'),
+      join(sys, 'bus', 'vdpa', 'drivers', 'virtio_vdpa'),
+      join(sys, 'bus', 'vdpa', 'drivers', 'vhost_vdpa'),
+      join(sys, 'bus', 'virtio', 'devices'),
+      join(sys, 'class', 'net'),
+      join(sys, 'class', 'vhost-vdpa'),
+      resolve(devRoot),
+    ];
+    for (const fn of this.snapshot.functions.values()) if (fn.uplink) dirs.push(join(sys, 'class', 'net', fn.uplink.name));
+    this.nodeWatch.set(dirs);
+  }
+
+  /**
+   * DeviceInfo files stay while their device exists, whatever the plugin's restarts: a pod may hold
+   * the device. A file whose PCI function or vDPA device is gone describes nothing and goes.
+   * A snapshot with bus-level errors is a partial view and deletes nothing. What stays is the
+   * record of devices handed out (`allocated`), read again whenever the set of devices changes.
+   */
+  private syncDeviceInfo(): void {
+    const s = this.snapshot;
+    if (this.deviceSet === this.syncedFor) return;
+    this.syncedFor = this.deviceSet;
+    const files = dpDeviceInfoFiles(this.opts.flags.devinfoDir);
+    if (!files) return;
+    const allocated = new Set<string>();
+    for (const path of files) {
+      let vdpa: VdpaInfo | undefined;
+      try {
+        vdpa = readDeviceInfo(path)?.vdpa;
+      } catch {
+        continue; // Not a document of ours to judge.
+      }
+      const pci = vdpa?.['pci-address']?.toLowerCase();
+      if (!vdpa || !pci) continue;
+      const gone = !s.functions.has(pci) ? `PCI function ${pci} is gone` : !s.vdpa.has(vdpa['parent-device']) ? `vDPA device ${vdpa['parent-device']} is gone` : null;
+      if (!gone || s.errors.length) {
+        allocated.add(pci);
+        continue;
+      }
+      removeDeviceInfo(path);
+      this.log.info('removed the DeviceInfo file of a device that no longer exists', { file: path, reason: gone });
+    }
+    this.allocated = allocated;
+  }
+
+  /** No more scans; the pending one is dropped and the node watches closed. */
+  close(): void {
+    this.closed = true;
+    if (this.rescanTimer) clearTimeout(this.rescanTimer);
+    this.nodeWatch.close();
+  }
+}
