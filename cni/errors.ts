@@ -1,4 +1,4 @@
-/** CNI error codes from the spec (SPEC.md "Error" section); 100+ are ours. */
+/** CNI error codes from the CNI spec's Error section; 100+ are ours. */
 export const ErrorCode = {
   IncompatibleVersion: 1,
   UnsupportedField: 2,

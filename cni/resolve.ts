@@ -2,7 +2,7 @@
  * Which device to hand to the pod, from the best source first: the DeviceInfo file Multus passed
  * (runtimeConfig.CNIDeviceInfoFile), then the device plugin's dp/ file for this deviceID, then
  * the node itself (a sysfs discovery). A source that is missing, stale or incomplete is logged
- * and the next one is tried; the node has the last word.
+ * and the next one is tried; the node has the last word (docs/device-info.md).
  */
 import { dpDeviceInfoFileOf, endpointFromDeviceInfo, readDeviceInfo } from '../host/deviceinfo.js';
 import { discover, virtioNetdev } from '../host/discover.js';

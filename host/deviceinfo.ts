@@ -2,7 +2,7 @@
  * DeviceInfo files (Network Plumbing WG device-info spec 1.1.0): the contract between the device
  * plugin, which writes one per allocated device under `<devinfo>/dp/`, and the CNI, which reads the
  * copy Multus makes under `<devinfo>/cni/` (or the dp file). Every field is validated on read and on
- * write, and errors name the field.
+ * write, and errors name the field. The format and the file names: docs/device-info.md.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';

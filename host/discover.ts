@@ -3,8 +3,7 @@
  * the node's network PCI functions, vDPA devices, their virtio/vhost endpoints and switchdev
  * representors. Each link, directory and attribute is read at most once, so the cost is linear in
  * the number of devices. Nothing here throws on a malformed tree: what cannot be read becomes a
- * device's reason. The layout is in shared/reference/host-layout.md; test/support/fixture.ts
- * rebuilds it.
+ * device's reason. The layout is in docs/host-layout.md; test/support/fixture.ts rebuilds it.
  *
  * Cost matters (the device plugin rescans on every change, 254 devices on a full node), so the
  * pass reads the fewest files that answer each question: a PCI function's `uevent` gives class,

@@ -1,8 +1,8 @@
 /**
  * A node's sysfs and /dev trees, written under a temporary root, reproducing what the kernel shows
- * for a ConnectX-6 Dx in SR-IOV + switchdev mode with vDPA devices (see
- * shared/reference/host-layout.md). Only the NIC is fake: give real veth names as the netdevs and
- * the code under test acts on real links while it reads this tree.
+ * for a ConnectX-6 Dx in SR-IOV + switchdev mode with vDPA devices (see docs/host-layout.md).
+ * Only the NIC is fake: give real veth names as the netdevs and the code under test acts on real
+ * links while it reads this tree.
  *
  * Layout (under <root>/sys unless noted; PF 0000:65:00.0, VFs from 0000:65:00.2):
  *   devices/pci0000:64/0000:64:00.0/                 root port (class 0x060400), parent of the PFs

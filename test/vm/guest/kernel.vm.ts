@@ -1,6 +1,6 @@
-// The kernel's side of host-layout.md, checked on Debian's backports kernel: where vDPA devices,
-// their virtio netdevs and vhost char devices, representors and devlink ports really appear.
-// The project's own suites (discover, deviceplugin, cni) build on these facts.
+// The kernel's side of docs/host-layout.md, checked on Debian's backports kernel: where vDPA
+// devices, their virtio netdevs and vhost char devices, representors and devlink ports really
+// appear. The project's own suites (discover, deviceplugin, cni) build on these facts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';

@@ -1,8 +1,9 @@
 /**
  * Guest-side provisioning of real kernel objects for the testbed suites: what an operator does to
- * a vDPA node (host-layout.md, "The operator workflow"), done by hand with sysfs, vdpa, devlink and
- * OVS. Each reader here goes to the kernel directly, so the suites can hold the project's code
- * against it. Everything refuses to run outside the testbed guest: it rebinds drivers.
+ * a vDPA node (docs/host-layout.md, "The operator workflow"), done by hand with sysfs, vdpa,
+ * devlink and OVS. Each reader here goes to the kernel directly, so the suites can hold the
+ * project's code against it. Everything refuses to run outside the testbed guest: it rebinds
+ * drivers.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from 'node:fs';
