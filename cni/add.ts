@@ -1,8 +1,8 @@
 /**
- * ADD: validate → resolve the device → lock the VF → record the state → IPAM → port into br-int
- * → netdev into the pod and representor up → wait for ovn-installed → result. Each step is
- * written to the state file before it touches the host; a failure undoes the steps begun (the
- * same routine as DEL).
+ * ADD: validate → resolve the device → lock the VF → resolve again → reclaim what a gone pod
+ * left on it → record the state → IPAM → port into br-int → netdev into the pod and representor
+ * up → wait for ovn-installed → result. Each step is written to the state file before it touches
+ * the host; a failure undoes the steps begun (the same routine as DEL).
  */
 import { isNetworkNamespace, readHostLink, type Link } from '../host/netns.js';
 import type { OvsdbClient } from '../host/ovsdb.js';
@@ -13,28 +13,36 @@ import { CniError, ErrorCode, toCniError } from './errors.js';
 import { ipamPlugin } from './ipam.js';
 import { AttachmentJournal } from './journal.js';
 import { expandIfaceId } from './netconf.js';
-import { resolveDevice } from './resolve.js';
+import { resolveDevice, type ResolvedDevice } from './resolve.js';
 import { EMPTY_RESULT, type Result, type ResultInterface } from './result.js';
 import { allocateAddresses } from './steps/ipam.js';
-import { markFor, moveIn } from './steps/netdev.js';
+import { identityOf, markFor, moveIn } from './steps/netdev.js';
 import { connectOvs, plug, waitForOvn } from './steps/port.js';
 import { representorUp } from './steps/representor.js';
+import { attachmentGone } from './gone.js';
 import { undoAttachment } from './undo.js';
 
 /**
  * The device plugin hands a VF to a new pod once the old pod is gone, and the old pod's DEL may
- * not have run yet (or ever). Undo whatever an older attachment left on this VF first; its own
- * DEL, when it comes, then finds nothing of it and releases only its IPAM lease.
+ * not have run yet (or ever). Undo what an older attachment left on this VF first, but only when
+ * that attachment is provably gone; its own DEL, when it comes, then finds nothing of it and
+ * releases only its IPAM lease. A live holder keeps everything, and this ADD is refused.
  */
 async function reclaimVf(ctx: CallContext, pciAddress: string): Promise<void> {
   const { states, errors } = listStates(ctx.paths.stateDir);
   for (const e of errors) ctx.log.warn('unreadable attachment state', { error: e });
+  const mine = (s: AttachmentState) => s.containerId === ctx.env.containerId && s.ifname === ctx.env.ifname;
   for (const old of states.filter((s) => s.pciAddress === pciAddress)) {
-    ctx.log.warn('VF is still recorded for an earlier attachment; undoing it first', {
-      pciAddress,
-      previousContainerID: old.containerId,
-      previousIfname: old.ifname,
-    });
+    const gone = mine(old) ? 'the runtime runs ADD again for the same attachment' : await attachmentGone(old);
+    const holder = { pciAddress, holderContainerID: old.containerId, holderIfname: old.ifname, holderNetns: old.netns, holderNetwork: old.network };
+    if (!gone) {
+      throw new CniError(
+        ErrorCode.TryAgainLater,
+        `VF ${pciAddress} is held by container ${old.containerId} interface ${old.ifname} (netns ${old.netns}), which still has it`,
+        'the device was handed out twice; its holder keeps it until its DEL',
+      );
+    }
+    ctx.log.warn('VF is still recorded for an attachment that is gone; undoing it first', { ...holder, why: gone });
     await undoAttachment(old, { ipam: null, ovsdb: ctx.conf.ovsdb, log: ctx.log });
     removeState(ctx.paths.stateDir, old.containerId, old.ifname);
   }
@@ -54,27 +62,30 @@ function readNetdev(ep: VdpaEndpoint): Link | null {
   return link;
 }
 
-function buildResult(
-  ctx: CallContext,
-  ep: VdpaEndpoint,
-  ipam: Result,
-  pod: { mac: string | null; mtu: number | null },
-  rep: Link | null,
-): Result {
+/**
+ * The spec's result: the interfaces the attachment created (the representor in the host, and the
+ * pod's netdev for virtio) and the addresses with the index of the interface they are on. A vhost
+ * device creates no netdev in the pod: its addresses carry no interface index (the VM configures
+ * them on its own virtio device).
+ */
+function buildResult(ctx: CallContext, ep: VdpaEndpoint, ipam: Result, pod: { mac: string | null; mtu: number | null }, rep: Link | null): Result {
   const prev = ctx.conf.prevResult ?? EMPTY_RESULT;
   const interfaces: ResultInterface[] = [...prev.interfaces];
   if (rep) interfaces.push({ name: rep.name, mac: rep.mac, mtu: ctx.conf.mtu ?? rep.mtu });
-  const podIndex = interfaces.length;
-  interfaces.push({
-    name: ctx.env.ifname,
-    ...(pod.mac ? { mac: pod.mac } : {}),
-    ...(pod.mtu ? { mtu: pod.mtu } : {}),
-    sandbox: ctx.env.netns,
-    pciID: ep.pciAddress,
-  });
+  let podIndex: number | null = null;
+  if (ep.driver === 'virtio') {
+    podIndex = interfaces.length;
+    interfaces.push({
+      name: ctx.env.ifname,
+      ...(pod.mac ? { mac: pod.mac } : {}),
+      ...(pod.mtu ? { mtu: pod.mtu } : {}),
+      sandbox: ctx.env.netns,
+      pciID: ep.pciAddress,
+    });
+  }
   return {
     interfaces,
-    ips: [...prev.ips, ...ipam.ips.map((a) => ({ ...a, interface: podIndex }))],
+    ips: [...prev.ips, ...ipam.ips.map((a) => (podIndex === null ? a : { ...a, interface: podIndex }))],
     routes: [...prev.routes, ...ipam.routes],
     dns: ipam.dns.nameservers?.length || ipam.dns.domain ? ipam.dns : prev.dns,
   };
@@ -95,37 +106,47 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
     throw new CniError(ErrorCode.InvalidConfig, `representor ${ep.representor} of ${ep.pciAddress} is not in the host network namespace`);
   }
   const mac = conf.mac ?? netdev?.mac ?? null;
-  const journal = new AttachmentJournal(ctx.paths.stateDir, {
-    containerId: env.containerId,
-    ifname: env.ifname,
-    netns: env.netns,
-    pciAddress: ep.pciAddress,
-    driver: ep.driver,
-    netdev: ep.netdev,
-    netdevAlias: netdev?.alias ?? '',
-    mark: ep.netdev ? markFor(env.containerId, env.ifname, ep.netdev) : '',
-    representor: plugging ? ep.representor : null,
-    bridge: conf.bridge,
-    ifaceId,
-    steps: [],
-    createdAt: new Date().toISOString(),
-  }, ctx.observer);
+  const journal = new AttachmentJournal(
+    ctx.paths.stateDir,
+    {
+      network: conf.name,
+      containerId: env.containerId,
+      ifname: env.ifname,
+      netns: env.netns,
+      pciAddress: ep.pciAddress,
+      driver: ep.driver,
+      netdev: ep.netdev,
+      netdevAlias: netdev?.alias ?? '',
+      netdevMac: netdev?.mac ?? null,
+      netdevMtu: netdev?.mtu ?? null,
+      // Where it is now; the move may give it another ifindex, recorded once it is in the pod.
+      netdevIdentity: netdev ? identityOf(netdev) : null,
+      mark: ep.netdev ? markFor(conf.name, env.containerId, env.ifname, ep.netdev) : '',
+      representor: plugging ? ep.representor : null,
+      representorMtu: rep?.mtu ?? null,
+      bridge: conf.bridge,
+      ifaceId,
+      steps: [],
+      createdAt: new Date().toISOString(),
+    },
+    ctx.observer,
+  );
   // OVSDB connects while IPAM runs: both are waits on other processes.
   const connecting: Promise<OvsdbClient | null> = plugging ? connectOvs(conf.ovsdb) : Promise.resolve(null);
   connecting.catch(() => undefined);
   try {
-    // An IPAM plugin whose ADD fails has released what it took (its side of the contract).
-    const ipamResult = ipam ? await allocateAddresses(journal, ipam) : EMPTY_RESULT;
+    const ipamResult = ipam ? await allocateAddresses(journal, ipam, log) : EMPTY_RESULT;
     const client = await connecting;
     let installed: Promise<void> | null = null;
     if (rep && ifaceId && client) {
       await journal.step(['port'], () =>
-        plug(client, log, {
+        plug(client, log, ctx.paths.stateDir, {
           bridge: conf.bridge,
           port: rep.name,
           ifaceId,
           sandbox: env.containerId,
           podIfName: env.ifname,
+          network: conf.name,
           podUid: env.args.podUid,
           mac,
           ipAddresses: ipamResult.ips.map((a) => a.address),
@@ -139,7 +160,8 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
     }
     const moving: AttachStep[] = [...(netdev ? (['netdev'] as const) : []), ...(rep ? (['representor'] as const) : [])];
     const pod = { netns: env.netns, ifname: env.ifname, mark: journal.state.mark, mac, mtu: conf.mtu, ipam: ipamResult };
-    await journal.step(moving, () => moveIn(netdev?.name ?? null, pod, rep ? [representorUp(rep.name, conf.mtu)] : []));
+    const inPod = await journal.step(moving, () => moveIn(netdev?.name ?? null, pod, rep ? [representorUp(rep.name, conf.mtu)] : []));
+    if (inPod && inPod.ifindex !== journal.state.netdevIdentity?.ifindex) journal.update({ netdevIdentity: identityOf(inPod) });
     if (netdev) log.info('moved netdev into the pod', { netdev: netdev.name, ifname: env.ifname });
     if (installed) {
       await installed;
@@ -167,8 +189,16 @@ async function rollback(ctx: CallContext, state: AttachmentState, cause: unknown
   }
 }
 
+function resolve(ctx: CallContext, plugging: boolean): ResolvedDevice {
+  const { conf, log } = ctx;
+  const resolved = resolveDevice({ deviceId: conf.deviceId, deviceInfoFile: conf.deviceInfoFile, needRepresentor: plugging }, ctx.paths, log);
+  const ep = resolved.endpoint;
+  log.info('resolved device', { source: resolved.source, pciAddress: ep.pciAddress, vdpa: ep.vdpaDevice, driver: ep.driver, netdev: ep.netdev, representor: ep.representor });
+  return resolved;
+}
+
 export async function cmdAdd(ctx: CallContext): Promise<Result> {
-  const { env, conf, log } = ctx;
+  const { env, conf } = ctx;
   if (!isNetworkNamespace(env.netns)) {
     throw new CniError(ErrorCode.InvalidEnv, `CNI_NETNS: ${env.netns} is not a network namespace`);
   }
@@ -176,21 +206,11 @@ export async function cmdAdd(ctx: CallContext): Promise<Result> {
   const ifaceId = plugging ? expandIfaceId(conf, env) : null;
   const ipam = ipamCall(ctx);
   if (ipam) ipamPlugin(ipam);
-  const { endpoint: ep, source } = resolveDevice(
-    { deviceId: conf.deviceId, deviceInfoFile: conf.deviceInfoFile, needRepresentor: plugging },
-    ctx.paths,
-    log,
-  );
-  log.info('resolved device', {
-    source,
-    pciAddress: ep.pciAddress,
-    vdpa: ep.vdpaDevice,
-    driver: ep.driver,
-    netdev: ep.netdev,
-    representor: ep.representor,
-  });
-  const lock = await lockVf(ctx, ep.pciAddress);
+  const { pciAddress } = resolve(ctx, plugging).endpoint;
+  const lock = await lockVf(ctx, pciAddress);
   try {
+    // What the node looked like before the wait is stale: a DEL may have returned the netdev since.
+    const ep = resolve(ctx, plugging).endpoint;
     await reclaimVf(ctx, ep.pciAddress);
     return await attach(ctx, ep, ifaceId);
   } finally {

@@ -83,9 +83,12 @@ export async function cmdCheck(ctx: CallContext): Promise<void> {
   if (ipam) await ipamCheck(ipam);
   const state = readState(ctx.paths.stateDir, env.containerId, env.ifname);
   if (!state) throw mismatch(`no attachment recorded for container ${env.containerId} interface ${env.ifname}`);
-  const pod = podInterface(ctx, prev);
-  if (pod.pciID && pod.pciID !== state.pciAddress) throw mismatch(`prevResult pciID ${pod.pciID}, attached ${state.pciAddress}`);
   if (conf.deviceId && conf.deviceId !== state.pciAddress) throw mismatch(`deviceID ${conf.deviceId}, attached ${state.pciAddress}`);
-  if (state.driver === 'virtio') await checkNetdev(ctx, state, prev, pod);
+  // A vhost device puts no netdev in the pod, so the result lists none to check.
+  if (state.driver === 'virtio') {
+    const pod = podInterface(ctx, prev);
+    if (pod.pciID && pod.pciID !== state.pciAddress) throw mismatch(`prevResult pciID ${pod.pciID}, attached ${state.pciAddress}`);
+    await checkNetdev(ctx, state, prev, pod);
+  }
   if (state.bridge) await checkPort(ctx, state);
 }

@@ -1,8 +1,11 @@
 /**
  * DEL: idempotent and best effort. The state file says what ADD did; without one (lost, or ADD
- * never got far) the OVS rows and the netdev's mark say it instead. Either way it ends with the
- * VF's netdev back in the host under its original name and no port of this attachment in OVS.
+ * never got far) the OVS rows and the netdev's mark hint at it instead, and only representors
+ * sysfs knows are acted on. Either way it ends with the VF's netdev back in the host under its
+ * original name and no port of this attachment in OVS.
  */
+import { endpointFor } from '../host/endpoint.js';
+import { discover } from '../host/discover.js';
 import type { Lock } from '../host/lock.js';
 import { ATTACH_STEPS, readState, removeState, type AttachmentState } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
@@ -17,10 +20,21 @@ function stateOf(ctx: CallContext): AttachmentState | null {
   }
 }
 
+/** The representor sysfs gives the config's deviceID, if any: the only link DEL without state may touch. */
+function representorOf(ctx: CallContext): string | null {
+  if (!ctx.conf.deviceId || !ctx.conf.bridge) return null;
+  try {
+    return endpointFor(discover({ sysfsRoot: ctx.paths.sysfsRoot, devRoot: ctx.paths.devRoot }), ctx.conf.deviceId).representor;
+  } catch {
+    return null;
+  }
+}
+
 /** What DEL assumes when there is no state: every step may have happened. */
 function assumedState(ctx: CallContext): AttachmentState {
   const { env, conf } = ctx;
   return {
+    network: conf.name,
     containerId: env.containerId,
     ifname: env.ifname,
     netns: env.netns,
@@ -28,8 +42,12 @@ function assumedState(ctx: CallContext): AttachmentState {
     driver: 'virtio',
     netdev: null,
     netdevAlias: '',
+    netdevMac: null,
+    netdevMtu: null,
+    netdevIdentity: null,
     mark: '',
-    representor: null,
+    representor: representorOf(ctx),
+    representorMtu: null,
     bridge: conf.bridge,
     ifaceId: null,
     steps: ATTACH_STEPS,

@@ -1,23 +1,25 @@
 /**
- * GC (1.1.0): undo every attachment of ours that `cni.dev/valid-attachments` does not list —
- * recorded ones by their state, unrecorded ones by their OVS rows and by marked netdevs the
- * kernel handed back to the host when their netns went away — then let IPAM collect its leases.
- * Whatever sits on a VF is undone under that VF's lock, as ADD and DEL hold it.
+ * GC (1.1.0): undo every attachment of this network (the config's name) that
+ * `cni.dev/valid-attachments` does not list — recorded ones by their state, unrecorded ones by
+ * their OVS rows and by marked netdevs the kernel handed back to the host when their netns went
+ * away — then let IPAM collect its leases. Another network's attachments are never touched.
+ * Whatever sits on a VF is undone under that VF's lock, as ADD and DEL hold it. One failure
+ * does not stop the rest: they are reported together at the end.
  */
 import { discover } from '../host/discover.js';
 import { listLinks } from '../host/netns.js';
 import type { OvsdbClient } from '../host/ovsdb.js';
 import type { HostPaths } from '../host/paths.js';
-import { listStates, removeState } from '../host/state.js';
+import { listStates, readState, removeState, removeStaleTempFiles } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { ipamGc } from './ipam.js';
-import { attachmentHash, bringHome, parseMark } from './steps/netdev.js';
+import { attachmentHash, bringHome, networkHash, parseMark } from './steps/netdev.js';
 import { allOwnedPorts, connectOvs, OvsUnavailableError, removeOwnedPort, type OwnedPort } from './steps/port.js';
 import { undoAttachment } from './undo.js';
 
 /** The VF behind each representor on the node, by PCI address: the key ADD and DEL lock it by. */
-function vfsByRepresentor(paths: HostPaths): Map<string, string> {
+export function vfsByRepresentor(paths: HostPaths): Map<string, string> {
   const vfs = new Map<string, string>();
   for (const fn of discover({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot }).functions.values()) {
     if (fn.representor && 'found' in fn.representor) vfs.set(fn.representor.found.name, fn.address);
@@ -36,8 +38,8 @@ async function takenOver(client: OvsdbClient, stateDir: string, port: OwnedPort)
 
 /**
  * Under the VF's lock, like DEL: an ADD racing GC may have handed the VF to a new pod since the
- * listing, and setting the representor down would cut that pod off. A representor that maps to
- * no VF on the node (its VF is gone) has no ADD to race, so its port goes without a lock.
+ * listing, and setting the representor down would cut that pod off. A port whose name is no
+ * representor on the node (by sysfs) has no VF to race for: its row goes, and no link is touched.
  */
 async function collectStalePort(ctx: CallContext, client: OvsdbClient, port: OwnedPort, pciAddress: string | null): Promise<void> {
   const { log } = ctx;
@@ -50,7 +52,7 @@ async function collectStalePort(ctx: CallContext, client: OvsdbClient, port: Own
       return;
     }
     log.info('collecting stale OVS port', fields);
-    await removeOwnedPort(client, port, log);
+    await removeOwnedPort(client, port, log, pciAddress ? 'up' : 'leave');
   } finally {
     await lock?.release();
   }
@@ -61,48 +63,69 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
   const valid = new Set((conf.validAttachments ?? []).map((a) => attachmentHash(a.containerId, a.ifname)));
   const isValid = (containerId: string, ifname: string) => valid.has(attachmentHash(containerId, ifname));
   const failures: string[] = [];
+  const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      failures.push(`${what}: ${(err as Error).message}`);
+      log.error(`GC: ${what} failed`, { error: err });
+    }
+  };
 
   const { states, errors } = listStates(paths.stateDir);
   for (const e of errors) log.warn('unreadable attachment state left alone', { error: e });
-  for (const state of states.filter((s) => !isValid(s.containerId, s.ifname))) {
-    const lock = await lockVf(ctx, state.pciAddress);
-    try {
-      log.info('collecting stale attachment', { containerID: state.containerId, ifname: state.ifname, pciAddress: state.pciAddress });
-      await undoAttachment(state, { ipam: null, ovsdb: conf.ovsdb, log });
-      removeState(paths.stateDir, state.containerId, state.ifname);
-    } catch (err) {
-      failures.push(`${state.containerId}/${state.ifname}: ${(err as Error).message}`);
-    } finally {
-      await lock.release();
-    }
+  for (const listed of states.filter((s) => s.network === conf.name && !isValid(s.containerId, s.ifname))) {
+    await attempt(`${listed.containerId}/${listed.ifname}`, async () => {
+      const lock = await lockVf(ctx, listed.pciAddress);
+      try {
+        // Read again under the lock: a DEL or a reclaiming ADD may have finished it meanwhile.
+        const state = readState(paths.stateDir, listed.containerId, listed.ifname);
+        if (!state) return;
+        log.info('collecting stale attachment', { containerID: state.containerId, ifname: state.ifname, pciAddress: state.pciAddress });
+        await undoAttachment(state, { ipam: null, ovsdb: conf.ovsdb, log });
+        removeState(paths.stateDir, state.containerId, state.ifname);
+      } finally {
+        await lock.release();
+      }
+    });
   }
 
   if (conf.bridge) {
-    try {
-      const client = await connectOvs(conf.ovsdb);
+    await attempt('stale OVS ports', async () => {
+      let client: OvsdbClient;
+      try {
+        client = await connectOvs(conf.ovsdb);
+      } catch (err) {
+        if (err instanceof OvsUnavailableError) throw new Error(`OVSDB unreachable, stale ports not collected: ${err.message}`);
+        throw err;
+      }
       try {
         const stale = (await allOwnedPorts(client)).filter(
-          (port) => port.sandbox === undefined || port.podIfName === undefined || !isValid(port.sandbox, port.podIfName),
+          (port) => port.network === conf.name && (port.sandbox === undefined || port.podIfName === undefined || !isValid(port.sandbox, port.podIfName)),
         );
         const vfOf = stale.length ? vfsByRepresentor(paths) : new Map<string, string>();
-        for (const port of stale) await collectStalePort(ctx, client, port, vfOf.get(port.name) ?? null);
+        for (const port of stale) await attempt(`port ${port.name}`, () => collectStalePort(ctx, client, port, vfOf.get(port.name) ?? null));
       } finally {
         client.close();
       }
-    } catch (err) {
-      if (!(err instanceof OvsUnavailableError)) throw err;
-      failures.push(`OVSDB unreachable, stale ports not collected: ${err.message}`);
-    }
+    });
   }
 
-  for (const link of await listLinks(null)) {
-    const mark = parseMark(link.alias);
-    if (!mark || valid.has(mark.hash)) continue;
-    const home = await bringHome({ where: 'host', link, original: mark.original }, { netns: null, hash: mark.hash, alias: '' }, log);
-    log.info('returned orphaned netdev', { netdev: home.name, was: link.name });
-  }
+  const ours = networkHash(conf.name);
+  await attempt('orphaned netdevs', async () => {
+    for (const link of await listLinks(null)) {
+      const mark = parseMark(link.alias);
+      if (!mark || mark.network !== ours || valid.has(mark.hash)) continue;
+      await attempt(`orphaned netdev ${link.name}`, async () => {
+        const request = { netns: null, network: mark.network, hash: mark.hash, identity: null, original: null, mac: null, mtu: null, alias: '' };
+        const home = await bringHome({ where: 'host', link }, request, log);
+        log.info('returned orphaned netdev', { netdev: home.name, was: link.name });
+      });
+    }
+  });
+  for (const file of removeStaleTempFiles(paths.stateDir)) log.info('removed a state file left half-written by a killed call', { file });
 
   const ipam = ipamCall(ctx);
-  if (ipam) await ipamGc(ipam);
+  if (ipam) await attempt('IPAM GC', () => ipamGc(ipam));
   if (failures.length) throw new CniError(ErrorCode.TryAgainLater, 'GC incomplete', failures.join('; '));
 }

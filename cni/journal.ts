@@ -28,9 +28,15 @@ export class AttachmentJournal {
     return out;
   }
 
-  /** Drops a step whose own failure left nothing to undo. */
+  /** Drops a step whose undo has been done already. */
   forget(step: AttachStep): void {
     this.state = { ...this.state, steps: this.state.steps.filter((s) => s !== step) };
+    writeState(this.stateDir, this.state);
+  }
+
+  /** Records what a step learned (the netdev's identity in the pod). */
+  update(facts: Partial<Pick<AttachmentState, 'netdevIdentity'>>): void {
+    this.state = { ...this.state, ...facts };
     writeState(this.stateDir, this.state);
   }
 }

@@ -10,7 +10,7 @@ import type { Logger } from '../host/log.js';
 import type { AttachmentState } from '../host/state.js';
 import type { IpamCall } from './ipam.js';
 import { releaseAddresses } from './steps/ipam.js';
-import { attachmentHash, bringHome, findNetdev, type ReturnRequest } from './steps/netdev.js';
+import { bringHome, findNetdev, returnRequestFor } from './steps/netdev.js';
 import { findAttachmentPorts, removeOwnedPort } from './steps/port.js';
 import { representorDown, representorDownCommand } from './steps/representor.js';
 
@@ -42,14 +42,14 @@ export async function undoAttachment(state: AttachmentState, opts: UndoOptions):
       return null;
     }
   };
-  const netdev: ReturnRequest = { netns: state.netns || null, hash: attachmentHash(state.containerId, state.ifname), alias: state.netdevAlias };
+  const netdev = returnRequestFor(state);
   const rep = done.has('representor') ? state.representor : null;
   const wantNetdev = done.has('netdev') && state.driver === 'virtio';
 
-  /** The representor's down rides in the netdev's look into the pod when there is one. */
+  /** The representor's down (and its MTU back) rides in the netdev's look into the pod when there is one. */
   const downAndLocate = async () => {
-    if (wantNetdev) return findNetdev(netdev, rep ? [representorDownCommand(rep)] : []);
-    if (rep) await representorDown(rep, log);
+    if (wantNetdev) return findNetdev(netdev, rep ? [representorDownCommand(rep, state.representorMtu)] : []);
+    if (rep) await representorDown(rep, state.representorMtu, log);
     return null;
   };
   const [found, ovs] = await Promise.all([
@@ -58,7 +58,9 @@ export async function undoAttachment(state: AttachmentState, opts: UndoOptions):
   ]);
   if (ovs) {
     try {
-      for (const port of ovs.ports) await attempt('remove OVS port', () => removeOwnedPort(ovs.client, port, log, port.name === rep));
+      // Only the representor the state names: an OVSDB row alone never names a link we act on.
+      const ports = ovs.ports.filter((p) => p.name === state.representor);
+      for (const port of ports) await attempt('remove OVS port', () => removeOwnedPort(ovs.client, port, log, port.name === rep ? 'down' : 'up'));
     } finally {
       ovs.client.close();
     }

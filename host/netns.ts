@@ -3,7 +3,7 @@
  * several run in one `ip -batch -` process (a netns switch and a process start cost more than
  * the netlink calls themselves).
  */
-import { readFileSync, statfsSync } from 'node:fs';
+import { readFileSync, readlinkSync, statfsSync } from 'node:fs';
 import { runProcess, systemTool } from './proc.js';
 
 /** A network namespace path (`/run/netns/x`, `/proc/123/ns/net`); null is the plugin's own (the host). */
@@ -76,6 +76,24 @@ export interface IpBatch {
 
 const SH = systemTool('sh');
 
+/** One word for `sh`: single-quoted, so nothing in it (`$(…)`, backquotes, globs) is expanded. */
+const shWord = (w: string): string => `'${w.replace(/'/g, `'\\''`)}'`;
+
+/** A here-document delimiter that no line of `body` equals. */
+function delimiter(body: string): string {
+  const lines = new Set(body.split('\n'));
+  let d = 'VDPA_EOF';
+  while (lines.has(d)) d += '_';
+  return d;
+}
+
+/** `ip … -batch -` reading `text` from a quoted here-document, as one line of a script. */
+function batchLine(netns: Netns, text: string, flags: readonly string[], onFail: string): string {
+  const [file, args] = argv(netns, [...flags, '-batch', '-']);
+  const d = delimiter(text);
+  return `${[file, ...args].map(shWord).join(' ')} <<'${d}' || ${onFail}\n${text}${d}`;
+}
+
 /** The failing command of a batch, from ip's "Command failed -:N" line. */
 function batchFailure(batch: IpBatch, stderr: string): IpError {
   const line = Number(/Command failed -:(\d+)/.exec(stderr)?.[1] ?? 0);
@@ -83,53 +101,54 @@ function batchFailure(batch: IpBatch, stderr: string): IpError {
   return new IpError(failed, stderr.replace(/\n?Command failed -:\d+\s*$/, ''), batch.netns);
 }
 
+const batchText = (lines: readonly (readonly (string | null)[])[]): string => lines.map((l) => l.join(' ')).join('\n') + '\n';
+
 /**
- * Runs batches one after the other, stopping at the first failure (thrown as an IpError). Several
- * batches run under one `sh`: starting a process from Node costs more than the netlink calls
- * themselves, and forking the small shell is cheap. Commands that `ip -batch` cannot carry run
- * one process each.
+ * Runs batches one after the other, stopping at the first failure (thrown as an IpError), and
+ * returns what the last batch printed (`-j`: a `link show` in it prints JSON). Several batches run
+ * under one `sh`: starting a process from Node costs more than the netlink calls themselves, and
+ * forking the small shell is cheap. Every word given to the shell is single-quoted and every
+ * batch travels in a quoted here-document, so no path or name reaches the shell as code.
+ * Commands that `ip -batch` cannot carry run one process each.
  */
-export async function ipBatches(batches: readonly IpBatch[]): Promise<void> {
+export async function ipBatches(batches: readonly IpBatch[]): Promise<string> {
   const todo = batches.filter((b) => b.commands.length > 0);
   const lines = todo.map((b) => b.commands.map((c) => c.map(batchArg)));
   if (lines.some((b) => b.some((l) => l.includes(null)))) {
+    let out = '';
     for (const b of todo) {
       for (const command of b.commands) {
-        const [file, args] = argv(b.netns, command);
+        const [file, args] = argv(b.netns, ['-j', ...command]);
         const r = await runProcess(file, args);
         if (r.code !== 0) throw new IpError(command, r.stderr, b.netns);
+        out = r.stdout;
       }
     }
-    return;
+    return out;
   }
-  const text = (i: number) => lines[i]!.map((l) => l.join(' ')).join('\n') + '\n';
+  if (todo.length === 0) return '';
   if (todo.length === 1) {
-    const [file, args] = argv(todo[0]!.netns, ['-batch', '-']);
-    const r = await runProcess(file, args, { input: text(0) });
+    const [file, args] = argv(todo[0]!.netns, ['-j', '-batch', '-']);
+    const r = await runProcess(file, args, { input: batchText(lines[0]!) });
     if (r.code !== 0) throw batchFailure(todo[0]!, r.stderr);
-    return;
+    return r.stdout;
   }
-  // Each batch reads its own here-document; exit 100+i names the batch that failed.
-  const script = todo
-    .map((b, i) => {
-      const [file, args] = argv(b.netns, ['-batch', '-']);
-      return `${[file, ...args].join(' ')} <<'VDPA_EOF' || exit ${100 + i}\n${text(i)}VDPA_EOF`;
-    })
-    .join('\n');
-  const r = await runProcess(SH, ['-c', script]);
-  if (r.code === 0) return;
+  // Exit 100+i names the batch that failed; only the last batch's output is kept.
+  const script = todo.map((b, i) => batchLine(b.netns, batchText(lines[i]!), i === todo.length - 1 ? ['-j'] : [], `exit ${100 + i}`)).join('\n');
+  const r = await runProcess(SH, ['-c', script], {});
+  if (r.code === 0) return r.stdout;
   const failed = todo[(r.code ?? 0) - 100];
   throw failed ? batchFailure(failed, r.stderr) : new IpError(['-batch', '-'], r.stderr, null);
 }
 
 /** Runs the commands in order and stops at the first failure, which it throws as an IpError. */
-export function ip(netns: Netns, commands: readonly IpCommand[]): Promise<void> {
-  return ipBatches([{ netns, commands }]);
+export async function ip(netns: Netns, commands: readonly IpCommand[]): Promise<void> {
+  await ipBatches([{ netns, commands }]);
 }
 
 /**
  * One process for a change and a look: runs `batch` (its failure is returned, not thrown), then
- * lists the links of `listIn`.
+ * lists the links of `listIn` with their details (parent device).
  */
 export async function ipThenListLinks(batch: IpBatch, listIn: Netns): Promise<{ error: IpError | null; links: Link[] }> {
   const lines = batch.commands.map((c) => c.map(batchArg));
@@ -143,17 +162,27 @@ export async function ipThenListLinks(batch: IpBatch, listIn: Netns): Promise<{ 
     );
     return { error, links: await listLinks(listIn) };
   }
-  const [file, args] = argv(batch.netns, ['-batch', '-']);
-  const [listFile, listArgs] = argv(listIn, ['-j', 'link', 'show']);
-  const change = lines.length ? `${[file, ...args].join(' ')} <<'VDPA_EOF' || echo "VDPA_BATCH_FAILED" >&2\n${lines.map((l) => l.join(' ')).join('\n')}\nVDPA_EOF\n` : '';
-  const r = await runProcess(SH, ['-c', `${change}exec ${[listFile, ...listArgs].join(' ')}`]);
+  const [listFile, listArgs] = argv(listIn, ['-d', '-j', 'link', 'show']);
+  const change = lines.length ? `${batchLine(batch.netns, batchText(lines), [], 'echo "VDPA_BATCH_FAILED" >&2')}\n` : '';
+  const r = await runProcess(SH, ['-c', `${change}exec ${[listFile, ...listArgs].map(shWord).join(' ')}`]);
   const failedBatch = r.stderr.includes('VDPA_BATCH_FAILED');
-  if (r.code !== 0) throw new IpError(['-j', 'link', 'show'], r.stderr, listIn);
+  if (r.code !== 0) throw new IpError(['-d', '-j', 'link', 'show'], r.stderr, listIn);
   const parsed: unknown = JSON.parse(r.stdout || '[]');
   return {
     error: failedBatch ? batchFailure(batch, r.stderr.replace(/\n?VDPA_BATCH_FAILED\s*/, '')) : null,
     links: (Array.isArray(parsed) ? parsed : []).map(toLink),
   };
+}
+
+/** The links a `-j` batch's `link show` lines printed (one JSON array per line). */
+export function linksPrinted(stdout: string): Link[] {
+  return stdout
+    .split('\n')
+    .filter((l) => l.startsWith('['))
+    .flatMap((l) => {
+      const parsed: unknown = JSON.parse(l);
+      return Array.isArray(parsed) ? parsed.map(toLink) : [];
+    });
 }
 
 async function ipJson(netns: Netns, args: readonly string[]): Promise<unknown[]> {
@@ -173,6 +202,12 @@ export interface Link {
   readonly alias: string;
   /** Administratively up. */
   readonly up: boolean;
+  /**
+   * The device the netdev sits on (`ip -d` parentbus/parentdev; the sysfs `device` link), e.g.
+   * `virtio/virtio3` for a vDPA VF's virtio netdev; null for virtual links such as veth. Moving
+   * the link between namespaces keeps it, and nothing inside a pod can change or forge it.
+   */
+  readonly parent: string | null;
 }
 
 const rec = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' ? (v as Record<string, unknown>) : {});
@@ -189,21 +224,30 @@ function toLink(raw: unknown): Link {
     mtu: num(o.mtu),
     alias: str(o.ifalias),
     up: flags.includes('UP'),
+    parent: typeof o.parentbus === 'string' && typeof o.parentdev === 'string' ? `${o.parentbus}/${o.parentdev}` : null,
   };
 }
 
-/** Every link of the netns, or just the one named `dev` (IpError with noDevice when it is missing). */
 const IFF_UP = 0x1;
+const basename = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 
 /**
  * One link of the plugin's own netns read from the kernel's /sys/class/net (not a fixture root:
  * these are the live attributes of a real netdev): no process to start. null when absent.
  */
 export function readHostLink(name: string): Link | null {
+  if (!name || name.includes('/') || name === '.' || name === '..') return null;
   const dir = `/sys/class/net/${name}`;
+  let parent: string | null = null;
+  try {
+    parent = `${basename(readlinkSync(`${dir}/device/subsystem`))}/${basename(readlinkSync(`${dir}/device`))}`;
+  } catch {
+    // A virtual link: no device below it.
+  }
   try {
     const attr = (a: string) => readFileSync(`${dir}/${a}`, 'utf8').trim();
     return {
+      parent,
       ifindex: Number(attr('ifindex')),
       name,
       mac: attr('address'),
@@ -216,8 +260,9 @@ export function readHostLink(name: string): Link | null {
   }
 }
 
+/** Every link of the netns, or just the one named `dev` (IpError with noDevice when it is missing). */
 export async function listLinks(netns: Netns, dev?: string): Promise<Link[]> {
-  return (await ipJson(netns, dev ? ['link', 'show', 'dev', dev] : ['link', 'show'])).map(toLink);
+  return (await ipJson(netns, ['-d', 'link', 'show', ...(dev ? ['dev', dev] : [])])).map(toLink);
 }
 
 export interface Address {

@@ -19,7 +19,7 @@ import {
   type OvsdbClient,
   type WaitOp,
 } from './ovsdb.js';
-import { DB, eq, ifaceRow, locate, OWNER_KEY, OWNER_VALUE, select, type PortLocation } from './ovs-ports.js';
+import { DB, eq, ifaceRow, locate, NETWORK_KEY, OWNER_KEY, OWNER_VALUE, select, type IfaceRow, type PortLocation } from './ovs-ports.js';
 import { nextCfgOf, requestApply, waitApplied } from './ovs-watch.js';
 
 /** Interface external_ids that plugPort manages (set, or removed when not applicable). */
@@ -32,6 +32,7 @@ const MANAGED_KEYS = [
   'ip_addresses',
   'vf-netdev-name',
   OWNER_KEY,
+  NETWORK_KEY,
 ] as const;
 
 const GUARD_RETRIES = 5;
@@ -46,6 +47,14 @@ export interface PlugPortSpec {
   readonly sandbox: string;
   /** CNI_IFNAME. */
   readonly podIfName: string;
+  /** The network config's name (GC of one network leaves another's ports alone). */
+  readonly network: string;
+  /**
+   * Whether a port of ours that serves another attachment (on this representor, or with this
+   * iface-id) may be replaced: true only when that attachment is provably gone. Ports we do not
+   * own are never replaced.
+   */
+  readonly replaceable?: (holder: PortHolder) => Promise<boolean>;
   /** Pod UID for iface-id-ver; omitted when the runtime did not send one. */
   readonly podUid?: string | null;
   readonly mac?: string | null;
@@ -64,8 +73,18 @@ export interface PlugResult {
   readonly created: boolean;
   readonly portUuid: string;
   readonly interfaceUuid: string;
-  /** Ports removed because they carried the same iface-id under another name. */
-  readonly staleRemoved: readonly string[];
+  /** Ports of gone attachments of ours removed in the same transaction. */
+  readonly replaced: readonly string[];
+}
+
+/** An Interface row in the way of a plug. */
+export interface PortHolder {
+  readonly name: string;
+  /** Created by vdpa-cni (our owner mark). */
+  readonly ours: boolean;
+  readonly sandbox: string | undefined;
+  readonly podIfName: string | undefined;
+  readonly externalIds: Readonly<Record<string, string>>;
 }
 
 /** The bridge to plug into does not exist (ovn-controller not up yet, or a typo in netconf). */
@@ -79,7 +98,31 @@ export class BridgeMissingError extends Error {
 /** The representor is already plugged for another attachment; nothing was changed. */
 export class PortConflictError extends Error {
   override name = 'PortConflictError';
+  constructor(
+    message: string,
+    readonly holders: readonly PortHolder[] = [],
+  ) {
+    super(message);
+  }
 }
+
+const holderOf = (r: IfaceRow): PortHolder => ({
+  name: r.name,
+  ours: r.externalIds[OWNER_KEY] === OWNER_VALUE,
+  sandbox: r.externalIds.sandbox,
+  podIfName: r.externalIds['pod-if-name'],
+  externalIds: r.externalIds,
+});
+
+/** The keys that say whose a row is; all of them when it has none of those. */
+function describeHolder(h: PortHolder): string {
+  const ids = Object.entries(h.externalIds);
+  const whose = ['iface-id', 'sandbox', 'pod-if-name', OWNER_KEY, NETWORK_KEY].flatMap((k) => (h.externalIds[k] === undefined ? [] : [[k, h.externalIds[k]!]]));
+  return (whose.length ? whose : ids).map(([k, v]) => `${k}=${v}`).join(', ') || 'no external_ids';
+}
+
+const inTheWayOf = (h: PortHolder): string =>
+  `OVS interface ${h.name} ${h.ours ? 'already serves another attachment' : 'was not created by vdpa-cni'} (${describeHolder(h)})`;
 
 
 /** Removes a port from whichever bridge holds it; OVSDB garbage-collects the Port and its Interfaces. */
@@ -119,35 +162,24 @@ function desiredExternalIds(spec: PlugPortSpec): Record<string, string> {
   if (spec.ipAddresses?.length) ids.ip_addresses = spec.ipAddresses.join(',');
   if (spec.vfNetdevName) ids['vf-netdev-name'] = spec.vfNetdevName;
   ids[OWNER_KEY] = OWNER_VALUE;
+  ids[NETWORK_KEY] = spec.network;
   return ids;
 }
 
-/** Why an existing Interface row belongs to a different attachment, or undefined if it is ours to take. */
-function foreignOwner(ids: Readonly<Record<string, string>>, spec: PlugPortSpec): string | undefined {
-  const mismatch = (key: string, want: string): boolean => ids[key] !== undefined && ids[key] !== want;
-  if (
-    mismatch('iface-id', spec.ifaceId) ||
-    mismatch('sandbox', spec.sandbox) ||
-    mismatch('pod-if-name', spec.podIfName) ||
-    mismatch(OWNER_KEY, OWNER_VALUE)
-  ) {
-    const parts = ['iface-id', 'sandbox', 'pod-if-name', OWNER_KEY]
-      .filter((k) => ids[k] !== undefined)
-      .map((k) => `${k}=${ids[k]}`);
-    return parts.join(', ');
-  }
-  return undefined;
-}
+/** The row is this attachment's own (ours, same sandbox and pod-if-name): plugging again updates it. */
+const isSameAttachment = (h: PortHolder, spec: PlugPortSpec): boolean => h.ours && h.sandbox === spec.sandbox && h.podIfName === spec.podIfName;
 
 const isGuardTrip = (err: unknown, guards: number): boolean =>
   err instanceof OvsdbError && err.error === 'timed out' && err.opIndex !== undefined && err.opIndex < guards;
 
 /**
- * Plugs `spec.port` into `spec.bridge` for one attachment, in one write transaction:
- * asserts the bridge exists; removes stale ports carrying the same iface-id under another
- * name; inserts Interface (external_ids) + Port (other_config:transient=true) and adds the
- * port to the bridge. Plugging the same attachment again updates it in place. Refuses
- * (PortConflictError, nothing changed) an interface that serves another attachment.
+ * Plugs `spec.port` into `spec.bridge` for one attachment, in one write transaction: asserts the
+ * bridge exists; inserts Interface (external_ids) + Port (other_config:transient=true) and adds
+ * the port to the bridge. Plugging the same attachment again updates it in place. A row in the
+ * way (the same name, or the same iface-id under another name) is replaced in that transaction
+ * only when it is ours and `spec.replaceable` says its attachment is gone; anything else is
+ * refused (PortConflictError naming the holders, nothing changed): a port we do not own is never
+ * removed or modified.
  */
 export async function plugPort(client: OvsdbClient, spec: PlugPortSpec): Promise<PlugResult> {
   const ids = desiredExternalIds(spec);
@@ -160,8 +192,8 @@ export async function plugPort(client: OvsdbClient, spec: PlugPortSpec): Promise
     ]);
     if (!bridge.rows.length) throw new BridgeMissingError(spec.bridge);
     const existing = byName.rows.map(ifaceRow)[0];
-    const stale = byIfaceId.rows.map(ifaceRow).filter((r) => r.name !== spec.port);
-    const where = await locate(client, [...(existing ? [existing.uuid] : []), ...stale.map((s) => s.uuid)]);
+    const others = byIfaceId.rows.map(ifaceRow).filter((r) => r.name !== spec.port);
+    const where = await locate(client, [...(existing ? [existing.uuid] : []), ...others.map((s) => s.uuid)]);
 
     const guards: WaitOp[] = [
       {
@@ -177,26 +209,29 @@ export async function plugPort(client: OvsdbClient, spec: PlugPortSpec): Promise
         columns: ['_uuid'], until: '==', rows: byIfaceId.rows.map((r) => ({ _uuid: r._uuid! })), timeout: 0,
       },
     ];
-    const staleRemoved: string[] = [];
+    const sameAttachment = existing !== undefined && isSameAttachment(holderOf(existing), spec);
+    const inTheWay = [...(existing && !sameAttachment ? [existing] : []), ...others].filter((r) => where.get(r.uuid)?.bridge !== undefined);
+    const refused: PortHolder[] = [];
+    for (const h of inTheWay.map(holderOf)) if (!h.ours || !(await spec.replaceable?.(h))) refused.push(h);
+    if (refused.length) {
+      throw new PortConflictError(
+        `${refused.map(inTheWayOf).join('; ')}; refusing to plug ${spec.port} for iface-id=${spec.ifaceId}, sandbox=${spec.sandbox}, pod-if-name=${spec.podIfName}`,
+        refused,
+      );
+    }
+    const replaced: string[] = [];
     const writes: Operation[] = [];
-    for (const s of stale) {
-      const loc = where.get(s.uuid);
-      if (loc?.bridge !== undefined && !staleRemoved.includes(loc.portName)) {
+    for (const r of inTheWay) {
+      const loc = where.get(r.uuid)!;
+      if (!replaced.includes(loc.portName)) {
         writes.push(detach(loc.portUuid));
-        staleRemoved.push(loc.portName);
+        replaced.push(loc.portName);
       }
     }
 
     let update: PortLocation | undefined;
-    if (existing) {
-      const owner = foreignOwner(existing.externalIds, spec);
+    if (existing && sameAttachment) {
       const loc = where.get(existing.uuid);
-      if (owner !== undefined) {
-        throw new PortConflictError(
-          `OVS interface ${spec.port} already serves another attachment (${owner}); ` +
-            `refusing to plug it for iface-id=${spec.ifaceId}, sandbox=${spec.sandbox}, pod-if-name=${spec.podIfName}`,
-        );
-      }
       if (loc?.bridge !== undefined && loc.bridge !== spec.bridge) {
         throw new PortConflictError(`OVS interface ${spec.port} is already a port of bridge ${loc.bridge}, not ${spec.bridge}`);
       }
@@ -233,14 +268,14 @@ export async function plugPort(client: OvsdbClient, spec: PlugPortSpec): Promise
       if (isGuardTrip(err, guards.length) && attempt < GUARD_RETRIES) continue;
       throw err;
     }
-    if (update) return { created: false, portUuid: update.portUuid, interfaceUuid: existing!.uuid, staleRemoved };
-    const inserted = results.slice(guards.length + staleRemoved.length);
+    if (update) return { created: false, portUuid: update.portUuid, interfaceUuid: existing!.uuid, replaced };
+    const inserted = results.slice(guards.length + replaced.length);
     const uuidAt = (i: number): string => {
       const r = inserted[i];
       if (!r || !('uuid' in r) || typeof r.uuid !== 'string') throw new Error('OVSDB insert returned no uuid');
       return r.uuid;
     };
-    return { created: true, interfaceUuid: uuidAt(0), portUuid: uuidAt(1), staleRemoved };
+    return { created: true, interfaceUuid: uuidAt(0), portUuid: uuidAt(1), replaced };
   }
 }
 

@@ -10,6 +10,8 @@ export const DB = 'Open_vSwitch';
 /** Marks the Interface rows this project created, so DEL without state and GC can find them. */
 export const OWNER_KEY = 'vdpa-k8s-owner';
 export const OWNER_VALUE = 'vdpa-cni';
+/** The network config's name of the attachment a port serves. */
+export const NETWORK_KEY = 'vdpa-k8s-network';
 
 export interface IfaceRow {
   readonly uuid: string;
@@ -63,6 +65,7 @@ export interface OwnedPort {
   readonly ifaceId: string | undefined;
   readonly sandbox: string | undefined;
   readonly podIfName: string | undefined;
+  readonly network: string | undefined;
   readonly ovnInstalled: boolean;
   readonly externalIds: Readonly<Record<string, string>>;
 }
@@ -94,6 +97,7 @@ export async function findOwnedPorts(client: OvsdbClient, filter: OwnedPortFilte
       ifaceId: ids['iface-id'],
       sandbox: ids.sandbox,
       podIfName: ids['pod-if-name'],
+      network: ids[NETWORK_KEY],
       ovnInstalled: ids['ovn-installed'] === 'true',
       externalIds: ids,
     }];

@@ -4,15 +4,24 @@
  * as each step begins, removed after the last undo.
  *   <stateDir>/attachments/<containerID>@<ifname>.json
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { createHash } from 'node:crypto';
 import type { VdpaDriver } from './snapshot.js';
 
 /** Host changes an ADD makes, in order (cni/steps/ holds each one's do and undo). */
 export const ATTACH_STEPS = ['ipam', 'port', 'netdev', 'representor'] as const;
 export type AttachStep = (typeof ATTACH_STEPS)[number];
 
+/** What a pod cannot change about a netdev (cni/steps/netdev.ts). */
+export interface NetdevIdentity {
+  readonly ifindex: number;
+  readonly parent: string | null;
+}
+
 export interface AttachmentState {
+  /** The network config's name: GC of one network acts only on its own attachments. */
+  readonly network: string;
   readonly containerId: string;
   readonly ifname: string;
   readonly netns: string;
@@ -20,11 +29,17 @@ export interface AttachmentState {
   readonly driver: VdpaDriver;
   /** The virtio netdev's name in the host before ADD; null for vhost. */
   readonly netdev: string | null;
-  /** Its IFLA_IFALIAS before ADD, restored on DEL. */
+  /** Its IFLA_IFALIAS, MAC and MTU before ADD, restored on DEL. */
   readonly netdevAlias: string;
+  readonly netdevMac: string | null;
+  readonly netdevMtu: number | null;
+  /** Where it is, once moved into the pod: DEL finds it by this, never by a name or alias. */
+  readonly netdevIdentity: NetdevIdentity | null;
   /** The IFLA_IFALIAS ADD gives it, so DEL can find it wherever it ended up. */
   readonly mark: string;
   readonly representor: string | null;
+  /** The representor's MTU before ADD (ADD sets the pod's MTU on it), restored on DEL. */
+  readonly representorMtu: number | null;
   /** "" when the attachment has no OVS port. */
   readonly bridge: string;
   readonly ifaceId: string | null;
@@ -45,10 +60,17 @@ export class StateError extends Error {
 
 const dirOf = (stateDir: string) => join(stateDir, 'attachments');
 
+/** File names stay well below the kernel's 255 bytes, with room for the temporary suffix. */
+const MAX_BASE_BYTES = 200;
+
 export function statePath(stateDir: string, containerId: string, ifname: string): string {
   // Container IDs never contain "@"; interface names may contain almost anything but "/".
-  return join(dirOf(stateDir), `${containerId}@${encodeURIComponent(ifname)}.json`);
+  const base = `${containerId}@${encodeURIComponent(ifname)}`;
+  const name = Buffer.byteLength(base) <= MAX_BASE_BYTES ? base : `sha256-${createHash('sha256').update(base).digest('hex')}`;
+  return join(dirOf(stateDir), `${name}.json`);
 }
+
+const TEMP = /^(.+\.json)\.(\d+)\.tmp$/;
 
 function parseState(file: string, text: string): AttachmentState {
   let v: unknown;
@@ -67,9 +89,21 @@ function parseState(file: string, text: string): AttachmentState {
     need(k, isStr);
   }
   for (const k of ['netdev', 'representor', 'ifaceId']) need(k, strOrNull);
+  // Written by every ADD since the network and identity were recorded; absent in older files.
+  const opt = (key: string, ok: (x: unknown) => boolean) => o[key] === undefined || need(key, ok);
+  const numOrNull = (x: unknown) => x === null || (typeof x === 'number' && Number.isInteger(x) && x > 0);
+  opt('network', isStr);
+  for (const k of ['netdevMac']) opt(k, strOrNull);
+  for (const k of ['netdevMtu', 'representorMtu']) opt(k, numOrNull);
+  opt('netdevIdentity', (x) => {
+    if (x === null) return true;
+    const id = x && typeof x === 'object' ? (x as Record<string, unknown>) : null;
+    return id !== null && numOrNull(id.ifindex) && id.ifindex !== null && strOrNull(id.parent);
+  });
   need('driver', (x) => x === 'virtio' || x === 'vhost');
   need('steps', (x) => Array.isArray(x) && x.every((s) => (ATTACH_STEPS as readonly unknown[]).includes(s)));
-  return o as unknown as AttachmentState;
+  const defaults = { network: '', netdevMac: null, netdevMtu: null, netdevIdentity: null, representorMtu: null };
+  return { ...defaults, ...o } as unknown as AttachmentState;
 }
 
 /** The state of one attachment, or null when there is none. Throws StateError when unreadable. */
@@ -99,8 +133,33 @@ export function writeState(stateDir: string, state: AttachmentState): void {
   renameSync(tmp, file);
 }
 
+/** Removes the state and any temporary copy a call killed mid-write left of it. */
 export function removeState(stateDir: string, containerId: string, ifname: string): void {
-  rmSync(statePath(stateDir, containerId, ifname), { force: true });
+  const file = statePath(stateDir, containerId, ifname);
+  rmSync(file, { force: true });
+  for (const name of readNames(dirOf(stateDir))) {
+    if (TEMP.exec(name)?.[1] === basename(file)) rmSync(join(dirOf(stateDir), name), { force: true });
+  }
+}
+
+function readNames(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Removes temporary state copies whose writer is dead (killed inside the atomic write); returns them. */
+export function removeStaleTempFiles(stateDir: string): string[] {
+  const removed: string[] = [];
+  for (const name of readNames(dirOf(stateDir))) {
+    const pid = TEMP.exec(name)?.[2];
+    if (pid === undefined || existsSync(`/proc/${pid}`)) continue;
+    rmSync(join(dirOf(stateDir), name), { force: true });
+    removed.push(name);
+  }
+  return removed;
 }
 
 /** Every readable state; unreadable files are reported, not thrown, so one bad file never blocks GC. */

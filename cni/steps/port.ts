@@ -6,13 +6,14 @@
  */
 import type { Logger } from '../../host/log.js';
 import { readHostLink } from '../../host/netns.js';
-import { BridgeMissingError, plugPort, PortConflictError, unplugPort, type PlugPortSpec, type UnplugResult } from '../../host/ovs-plug.js';
+import { BridgeMissingError, plugPort, PortConflictError, unplugPort, type PlugPortSpec, type PortHolder, type UnplugResult } from '../../host/ovs-plug.js';
 import { findOwnedPorts, type OwnedPort } from '../../host/ovs-ports.js';
 import { waitInstalled } from '../../host/ovs-watch.js';
 import { OvsdbClient } from '../../host/ovsdb.js';
-import type { AttachmentState } from '../../host/state.js';
+import { readState, type AttachmentState } from '../../host/state.js';
 import { CniError, ErrorCode } from '../errors.js';
 import type { AttachmentRef } from '../netconf.js';
+import { attachmentGone } from '../gone.js';
 import { representorDown } from './representor.js';
 
 export type { OwnedPort };
@@ -49,36 +50,25 @@ function unplug(client: OvsdbClient, port: OwnedPort): Promise<UnplugResult> {
 }
 
 /**
- * A port of ours on the representor that serves another attachment is a leftover: ADD has already
- * undone every recorded attachment on this VF (reclaim), so its owner's DEL ran while OVS was
- * down. It is removed and the plug retried. A port that is not ours stays, and is refused.
+ * Do. A port of ours in the way (on this representor, or with this iface-id) is replaced only
+ * when its attachment is provably gone: no state records it, or the state's pod is gone (a DEL
+ * that ran while OVS was down leaves such a port). Anything else is refused: 11 for a live
+ * attachment of ours, 7 for a port vdpa-cni does not own.
  */
-async function removeLeftover(client: OvsdbClient, log: Logger, spec: PlugPortSpec): Promise<boolean> {
-  const leftovers = (await findOwnedPorts(client)).filter(
-    (p) => p.name === spec.port && (p.sandbox !== spec.sandbox || p.podIfName !== spec.podIfName),
-  );
-  for (const port of leftovers) {
-    log.warn('removing a leftover port of an attachment that no longer exists', {
-      port: port.name,
-      previousContainerID: port.sandbox,
-      previousIfname: port.podIfName,
-    });
-    await unplug(client, port);
-  }
-  return leftovers.length > 0;
-}
-
-/** Do. */
-export async function plug(client: OvsdbClient, log: Logger, spec: PlugPortSpec): Promise<void> {
+export async function plug(client: OvsdbClient, log: Logger, stateDir: string, spec: Omit<PlugPortSpec, 'replaceable'>): Promise<void> {
+  const replaceable = async (h: PortHolder): Promise<boolean> => {
+    if (h.sandbox === undefined || h.podIfName === undefined) return false;
+    const state = readState(stateDir, h.sandbox, h.podIfName);
+    const gone = state ? await attachmentGone(state) : 'no attachment state records it';
+    if (gone) log.warn('replacing a port of an attachment that is gone', { port: h.name, previousContainerID: h.sandbox, previousIfname: h.podIfName, why: gone });
+    return gone !== null;
+  };
   try {
-    try {
-      await plugPort(client, spec);
-    } catch (err) {
-      if (!(err instanceof PortConflictError) || !(await removeLeftover(client, log, spec))) throw err;
-      await plugPort(client, spec);
-    }
+    await plugPort(client, { ...spec, replaceable });
   } catch (err) {
-    if (err instanceof PortConflictError) throw new CniError(ErrorCode.InvalidConfig, err.message);
+    if (err instanceof PortConflictError) {
+      throw new CniError(err.holders.some((h) => h.ours) ? ErrorCode.TryAgainLater : ErrorCode.InvalidConfig, err.message);
+    }
     if (err instanceof BridgeMissingError) {
       throw new CniError(ErrorCode.TryAgainLater, err.message, 'is ovn-controller running, and is "bridge" right?');
     }
@@ -101,15 +91,18 @@ export async function waitForOvn(client: OvsdbClient, port: string, ifaceId: str
 /** Every port of ours on the node, for GC. */
 export const allOwnedPorts = (client: OvsdbClient): Promise<OwnedPort[]> => findOwnedPorts(client);
 
+/** How the undo treats the port's link: set it down first, it is down already, or not ours to touch. */
+export type LinkHandling = 'up' | 'down' | 'leave';
+
 /**
  * Undo. Representor down before the port goes: the next pod may already have been given the VF.
  * Down again if it is up once ovs-vswitchd has applied the removal: closing the port, it restores
  * the flags it changed (PROMISC) by writing back its cached flags, which may predate our down.
- * DEL, rollback, reclaim and GC hold the VF lock, so that cannot touch the next pod (GC removes
- * a port whose representor maps to no VF without it).
+ * DEL, rollback, reclaim and GC hold the VF lock, so that cannot touch the next pod. A port whose
+ * name is no representor known from the state or sysfs has its row removed, its link left alone.
  */
-export async function removeOwnedPort(client: OvsdbClient, port: OwnedPort, log: Logger, isDown = false): Promise<void> {
-  if (!isDown) await representorDown(port.name, log);
+export async function removeOwnedPort(client: OvsdbClient, port: OwnedPort, log: Logger, link: LinkHandling): Promise<void> {
+  if (link === 'up') await representorDown(port.name, null, log);
   const removal = await unplug(client, port);
   if (removal.status !== 'removed') {
     log.info('OVS port already gone or taken over; left alone', { port: port.name, status: removal.status });
@@ -119,9 +112,9 @@ export async function removeOwnedPort(client: OvsdbClient, port: OwnedPort, log:
   if (removal.applied === false) {
     log.warn('ovs-vswitchd has not applied the port removal in time (is it running?); going on', { port: port.name });
   }
-  if (readHostLink(port.name)?.up) {
+  if (link !== 'leave' && readHostLink(port.name)?.up) {
     log.info('representor up again after the port removal (ovs-vswitchd restored stale flags); setting it down', { representor: port.name });
-    await representorDown(port.name, log);
+    await representorDown(port.name, null, log);
   }
 }
 

@@ -99,7 +99,7 @@ try {
     const ip = `10.78.${k >> 8}.${k & 255}`;
     const lsp = `${ovn.prefix}-bench_${k}`;
     await ovn.addLogicalPort(ls, lsp, mac, [ip]);
-    return { bridge: BRIDGE, port: reps[who], ifaceId: lsp, sandbox: `${ovn.prefix}-sb${k}`, podIfName: 'eth0', mac, ipAddresses: [`${ip}/16`] };
+    return { bridge: BRIDGE, port: reps[who], ifaceId: lsp, sandbox: `${ovn.prefix}-sb${k}`, podIfName: 'eth0', network: 'bench', mac, ipAddresses: [`${ip}/16`] };
   };
 
   for (let r = 0; r < rounds + 2; r++) {

@@ -183,7 +183,7 @@ test("OVS down at DEL, then the VF's next pod: its ADD removes the leftover port
   assert.is((await ovsInterface(b.vfs[3]!.representor))?.externalIds.sandbox, 'ctr-d1', 'leftover port');
   const r = await add(3, 'd2', p2);
   assert.is(r.code, 0, r.stdout + r.stderr);
-  assert.match(r.stderr, /removing a leftover port of an attachment that no longer exists/);
+  assert.match(r.stderr, /replacing a port of an attachment that is gone.*no attachment state records it/);
   assert.is((await ovsInterface(b.vfs[3]!.representor))?.externalIds.sandbox, 'ctr-d2');
   assert.is((await del(3, 'd2', p2)).code, 0);
   await assertUnplugged(3);
@@ -276,13 +276,15 @@ test('state missing: DEL finds the port by sandbox/pod-if-name', async () => {
   assert.ok(link(null, b.vfs[4]!.netdev));
 });
 
-test('vhost: no netdev moves, the representor is plugged, pciID in the result', async () => {
+test('vhost: no netdev moves, the representor is plugged; the result lists no pod interface that does not exist', async () => {
   await lsp('h');
   const ph = b.netns('h');
   const r = await add(5, 'h', ph);
   assert.is(r.code, 0, r.stdout + r.stderr);
-  const pod = (r.json as { interfaces: Record<string, unknown>[] }).interfaces[1]!;
-  assert.equal(pod, { name: 'net1', mac: macOf('h'), mtu: 1400, sandbox: `/run/netns/${ph}`, pciID: b.vfs[5]!.pci });
+  const result = r.json as { interfaces: Record<string, unknown>[]; ips: Record<string, unknown>[] };
+  assert.equal(result.interfaces.map((i) => [i.name, i.sandbox]), [[b.vfs[5]!.representor, undefined]], 'only the host-side representor');
+  assert.ok(result.ips.length > 0, 'the addresses are still there, for the VM');
+  assert.ok(result.ips.every((a) => a.interface === undefined), 'and name no interface');
   assert.equal(links(ph).map((l) => l.name), ['lo']);
   assert.is((await ovsInterface(b.vfs[5]!.representor))!.externalIds['ovn-installed'], 'true');
   const checked = await check(5, 'h', ph, r.json);
@@ -310,7 +312,7 @@ test('a port that is not ours on the representor is refused, host unchanged', as
     const before = hostView(b, [pz]);
     const r = await add(4, 'z', pz);
     assert.is(r.json?.code, 7, r.stdout);
-    assert.match(String(r.json?.msg), /already serves another attachment \(iface-id=not-ours\)/);
+    assert.match(String(r.json?.msg), /was not created by vdpa-cni \(iface-id=not-ours\)/);
     assert.is(hostView(b, [pz]), before);
     assert.is((await ovsInterface(vf.representor))!.externalIds['iface-id'], 'not-ours');
   } finally {

@@ -20,6 +20,7 @@ async function attachment(over: Partial<PlugPortSpec> = {}): Promise<PlugPortSpe
     ifaceId: `${ovn.prefix}-ns_${rep}`,
     sandbox: `${ovn.prefix}sandbox-${rep}`,
     podIfName: 'eth0',
+    network: 'net-a',
     ...over,
   };
 }
@@ -44,7 +45,7 @@ test('plugPort writes exactly the Interface and Port rows ovn-kubernetes writes,
   });
   const r = await plugPort(suite.client, spec);
   assert.ok(r.created);
-  assert.equal(r.staleRemoved, []);
+  assert.equal(r.replaced, []);
   const iface = await ovsInterface(spec.port);
   assert.equal(iface?.externalIds, {
     attached_mac: '0a:58:0a:f4:00:05',
@@ -55,6 +56,7 @@ test('plugPort writes exactly the Interface and Port rows ovn-kubernetes writes,
     ip_addresses: '10.244.0.5/24,fd00:10:244::5/64',
     'vf-netdev-name': 'enp101s0f0v2',
     [OWNER_KEY]: OWNER_VALUE,
+    'vdpa-k8s-network': 'net-a',
     'k8s.ovn.org/network': 'default',
   });
   assert.is(iface?.type, '', 'a system interface (the representor netdev itself)');
@@ -74,6 +76,7 @@ test('optional fields are left out: no pod UID means no iface-id-ver, no MAC/IPs
     sandbox: spec.sandbox,
     'pod-if-name': 'eth0',
     [OWNER_KEY]: OWNER_VALUE,
+    'vdpa-k8s-network': 'net-a',
   });
 });
 
@@ -93,37 +96,51 @@ test('plugging the same attachment again updates it in place (may-exist) and kee
     'pod-if-name': 'eth0',
     ip_addresses: '10.0.0.2/24',
     [OWNER_KEY]: OWNER_VALUE,
+    'vdpa-k8s-network': 'net-a',
     'ovn-installed': 'true',
     'ovn-installed-ts': '1',
   });
   assert.equal((await ovsPort(spec.port))?.otherConfig, { transient: 'true' });
 });
 
-test('an unmarked port already on the bridge (added by hand) is taken over, not duplicated', async () => {
+test('a port not created by vdpa-cni on the representor (added by hand) is refused and left exactly as it was', async () => {
   const spec = await attachment();
-  await run('ovs-vsctl', ['add-port', BRIDGE, spec.port]);
-  const r = await plugPort(suite.client, spec);
-  assert.not.ok(r.created);
-  assert.is(await portsNamed(spec.port), 1);
-  assert.is((await ovsInterface(spec.port))?.externalIds[OWNER_KEY], OWNER_VALUE);
-  assert.equal((await ovsPort(spec.port))?.otherConfig, { transient: 'true' });
+  await run('ovs-vsctl', ['add-port', BRIDGE, spec.port, '--', 'set', 'Interface', spec.port, 'external_ids:owner=admin']);
+  const err = (await plugPort(suite.client, { ...spec, replaceable: async () => true }).catch((e: unknown) => e)) as PortConflictError;
+  assert.instance(err, PortConflictError);
+  assert.match(err.message, `OVS interface ${spec.port} was not created by vdpa-cni (owner=admin); refusing to plug`);
+  assert.equal(err.holders.map((h) => [h.name, h.ours]), [[spec.port, false]]);
+  assert.equal((await ovsInterface(spec.port))?.externalIds, { owner: 'admin' });
+  assert.is((await ovsPort(spec.port))?.bridge, BRIDGE);
 });
 
-test('stale ports carrying the same iface-id under another name are removed in the same transaction', async () => {
-  const old = await attachment();
-  await plugPort(suite.client, old);
-  // A stale port someone else left (ovs-vsctl, no owner mark) with the same iface-id.
+test('the same iface-id under another name: a foreign port (another CNI) is refused; a port of ours is replaced only when its attachment is gone', async () => {
+  // ovn-kubernetes' own port for the pod, with the iface-id our template gives.
   const [foreign] = await ovn.createVeth();
-  await run('ovs-vsctl', ['add-port', BRIDGE, foreign, '--', 'set', 'Interface', foreign, `external_ids:iface-id=${old.ifaceId}`]);
-  const fresh = await attachment({ ifaceId: old.ifaceId });
-  const r = await plugPort(suite.client, fresh);
+  const ifaceId = `${ovn.prefix}-ns_pod`;
+  await run('ovs-vsctl', ['add-port', BRIDGE, foreign, '--', 'set', 'Interface', foreign, `external_ids:iface-id=${ifaceId}`, 'external_ids:sandbox=ovnk']);
+  const fresh = await attachment({ ifaceId });
+  const err = (await plugPort(suite.client, { ...fresh, replaceable: async () => true }).catch((e: unknown) => e)) as PortConflictError;
+  assert.instance(err, PortConflictError);
+  assert.equal(err.holders.map((h) => h.name), [foreign]);
+  assert.is(await ovsPort(fresh.port), undefined, 'nothing plugged');
+  assert.equal((await ovsInterface(foreign))?.externalIds, { 'iface-id': ifaceId, sandbox: 'ovnk' }, 'foreign row unchanged');
+  await run('ovs-vsctl', ['del-port', foreign]);
+
+  const old = await attachment({ ifaceId });
+  await plugPort(suite.client, old);
+  const asked: string[] = [];
+  const alive = (await plugPort(suite.client, { ...fresh, replaceable: async (h) => (asked.push(h.name), false) }).catch((e: unknown) => e)) as PortConflictError;
+  assert.instance(alive, PortConflictError);
+  assert.equal(asked, [old.port]);
+  assert.equal(alive.holders.map((h) => [h.name, h.ours, h.sandbox]), [[old.port, true, old.sandbox]]);
+  assert.is((await ovsPort(old.port))?.bridge, BRIDGE, 'a live attachment keeps its port');
+
+  const r = await plugPort(suite.client, { ...fresh, replaceable: async (h) => h.sandbox === old.sandbox });
   assert.ok(r.created);
-  assert.equal([...r.staleRemoved].sort(), [old.port, foreign].sort());
-  assert.is(await ovsPort(old.port), undefined);
-  assert.is(await ovsPort(foreign), undefined);
-  assert.is(await ovsInterface(old.port), undefined, 'the stale Interface row went with its Port');
-  assert.is((await ovsInterface(fresh.port))?.externalIds['iface-id'], old.ifaceId);
-  const holders = (await run('ovs-vsctl', ['--bare', '--columns=name', 'find', 'Interface', `external_ids:iface-id=${old.ifaceId}`])).stdout;
+  assert.equal(r.replaced, [old.port]);
+  assert.is(await ovsInterface(old.port), undefined, 'the gone Interface row went with its Port');
+  const holders = (await run('ovs-vsctl', ['--bare', '--columns=name', 'find', 'Interface', `external_ids:iface-id=${ifaceId}`])).stdout;
   assert.equal(holders.split('\n').filter(Boolean), [fresh.port]);
 });
 
@@ -148,7 +165,9 @@ test('a representor serving another attachment is refused by name and left untou
 test('a port on another bridge is refused; a missing bridge fails with BridgeMissingError and writes nothing', async () => {
   const other = await ovn.createBridge();
   const spec = await attachment();
-  await run('ovs-vsctl', ['add-port', other, spec.port]);
+  // A port of this very attachment, but on another bridge.
+  const ours = [`external_ids:${OWNER_KEY}=${OWNER_VALUE}`, `external_ids:sandbox=${spec.sandbox}`, `external_ids:pod-if-name=${spec.podIfName}`];
+  await run('ovs-vsctl', ['add-port', other, spec.port, '--', 'set', 'Interface', spec.port, ...ours]);
   const err = (await plugPort(suite.client, spec).catch((e: unknown) => e)) as Error;
   assert.instance(err, PortConflictError);
   assert.match(err.message, `OVS interface ${spec.port} is already a port of bridge ${other}, not ${BRIDGE}`);
@@ -167,7 +186,7 @@ test('externalIds may not override a key plugPort manages', async () => {
   assert.is(await ovsInterface(spec.port), undefined);
 });
 
-test('concurrent plugs: distinct ports all land; two plugs racing for one iface-id leave exactly one holder', async () => {
+test('concurrent plugs: distinct ports all land; two plugs racing for one iface-id: one wins, the other is refused', async () => {
   const specs = await Promise.all(Array.from({ length: 8 }, () => attachment()));
   const clients = await Promise.all(specs.map(() => OvsdbClient.connect(OVSDB_SOCK)));
   try {
@@ -176,7 +195,8 @@ test('concurrent plugs: distinct ports all land; two plugs racing for one iface-
 
     const shared = `${ovn.prefix}-ns_shared`;
     const racers = await Promise.all([attachment({ ifaceId: shared }), attachment({ ifaceId: shared })]);
-    await Promise.all(racers.map((s, i) => plugPort(clients[i]!, s)));
+    const outcomes = await Promise.allSettled(racers.map((s, i) => plugPort(clients[i]!, s)));
+    assert.equal(outcomes.map((o) => o.status).sort(), ['fulfilled', 'rejected'], 'the loser is refused, the winner keeps its port');
     const holders = (await run('ovs-vsctl', ['--bare', '--columns=name', 'find', 'Interface', `external_ids:iface-id=${shared}`])).stdout;
     assert.is(holders.split('\n').filter(Boolean).length, 1, holders);
   } finally {

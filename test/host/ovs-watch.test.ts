@@ -27,6 +27,7 @@ async function pod(ifaceId = ovn.name('lsp')): Promise<{ pod: Pod; spec: PlugPor
     ifaceId,
     sandbox: `${ovn.prefix}-sb${n}`,
     podIfName: p.ifname,
+    network: 'net-a',
     mac,
     ipAddresses: [`${ip}/16`],
   };
@@ -73,7 +74,7 @@ test('waitInstalled times out cleanly when no LSP matches, and the client stays 
 });
 
 test('waitInstalled: OVS errors on the interface are named in the timeout message', async () => {
-  const spec: PlugPortSpec = { bridge: BRIDGE, port: ovn.name('gone'), ifaceId: ovn.name('lsp'), sandbox: 's', podIfName: 'eth0' };
+  const spec: PlugPortSpec = { bridge: BRIDGE, port: ovn.name('gone'), ifaceId: ovn.name('lsp'), sandbox: 's', podIfName: 'eth0', network: 'net-a' };
   await plugPort(suite.client, spec);
   const err = (await waitInstalled(suite.client, { iface: spec.port, ifaceId: spec.ifaceId, timeoutMs: 1500 }).catch((e: unknown) => e)) as Error;
   assert.match(err.message, `timed out waiting for OVN to install flows for ${spec.port} (iface-id ${spec.ifaceId}); OVS reports: `);

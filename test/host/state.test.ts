@@ -7,6 +7,7 @@ import { listStates, readState, removeState, StateError, statePath, writeState, 
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vdpa-state-'));
 const sample: AttachmentState = {
+  network: 'net-a',
   containerId: 'abc.1',
   ifname: 'net 1',
   netns: '/run/netns/p',
@@ -14,8 +15,12 @@ const sample: AttachmentState = {
   driver: 'virtio',
   netdev: 'eth5',
   netdevAlias: '',
+  netdevMac: '02:00:00:00:00:05',
+  netdevMtu: 1500,
+  netdevIdentity: { ifindex: 7, parent: 'virtio/virtio3' },
   mark: 'vdpa-cni/x/eth5',
   representor: 'pf0vf0',
+  representorMtu: 1500,
   bridge: 'br-int',
   ifaceId: 'ns_p',
   steps: ['ipam'],
