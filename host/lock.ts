@@ -1,15 +1,27 @@
 /**
- * Per-key mutual exclusion between processes (the CNI takes one per VF).
+ * Per-key mutual exclusion between processes (the CNI takes one per VF, provisioning one for
+ * itself).
  *
- * The lock is a listening unix socket in the abstract namespace. The kernel frees the name when
- * its holder exits for any reason, kill -9 included, so a crashed plugin never leaves a stale
- * lock for the next one to judge and steal. Waiters connect to the holder and wake up when the
- * connection closes; nobody polls. Abstract names are scoped by network namespace; CNI plugins
- * always run in the host's (they must see the host's devices), so all callers share the lock.
- * `ss -xlp | grep vdpa-k8s` shows who holds what.
+ * The lock is flock(2) on a file in a directory only root can write:
+ *   <scope>/locks/<key>.lock        (locks/ mode 0700, lock files mode 0600)
+ * so no other uid can open the file, let alone lock it (an abstract unix socket, which this used
+ * to be, can be bound by any uid). A flock(2) lock belongs to the open file description and the
+ * kernel drops it when the last descriptor is closed, so a holder killed with SIGKILL never
+ * leaves a stale lock. Nothing in it depends on the JavaScript runtime (no socket names that one
+ * runtime pads and another does not): every build and every runtime that locks the same path
+ * excludes the others, and so does `flock(1)` from a shell.
+ *
+ * Node has no flock(), so util-linux's flock(1) takes it for us on our own descriptor, passed to
+ * it as fd 3: once it has locked it and exited, we hold the lock through our descriptor until we
+ * close it (release) or die. A busy lock is waited for by a second flock(1) with a timeout, so
+ * nobody polls. The holder writes its pid into the file so a waiter can say whom it waits for;
+ * `lslocks` shows the live holders.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { systemTool } from './proc.js';
 
 export interface Lock {
   readonly name: string;
@@ -27,81 +39,99 @@ export class LockTimeoutError extends Error {
 }
 
 export interface LockOptions {
-  /** Separates independent users of the same keys (the state directory, so test runs never collide). */
+  /** The directory whose locks/ subdirectory holds the lock files (created when missing). */
   readonly scope: string;
   readonly timeoutMs: number;
-  /** Told once when the lock is busy, with the holder's pid. */
+  /** Told once when the lock is busy, with the holder's pid ("" when it has not written it yet). */
   readonly onWait?: (holderPid: string) => void;
 }
 
-/** The abstract socket name for a key (at most 107 bytes). */
-export function lockName(scope: string, key: string): string {
-  const s = createHash('sha256').update(scope).digest('hex').slice(0, 12);
-  return `\0vdpa-k8s/${s}/${key}`.slice(0, 107);
-}
-
-/** Waiters connect and learn the holder's pid; their wait ends when the connection closes. */
-function listen(name: string, waiters: Set<Socket>): Promise<Server | null> {
-  return new Promise((resolve, reject) => {
-    const server = createServer((sock) => {
-      waiters.add(sock);
-      sock.on('close', () => waiters.delete(sock));
-      sock.on('error', () => undefined);
-      sock.write(`${process.pid}\n`);
-    });
-    server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(null) : reject(err)));
-    server.listen({ path: name }, () => resolve(server));
-  });
-}
+const FLOCK = systemTool('flock');
 
 /**
- * Resolves when the holder is gone (or was already gone), with its pid when it said it; tells
- * `onHolder` that pid as soon as it arrives, while the wait is still on.
+ * Linux's O_CLOEXEC (node:fs does not export it). libuv sets it anyway; saying it keeps any
+ * runtime from leaking the descriptor into the tools we run, which would hold the lock after us.
  */
-function waitForHolder(name: string, deadline: number, onHolder: (pid: string) => void): Promise<{ holder: string; timedOut: boolean }> {
-  return new Promise((resolve) => {
-    let holder = '';
-    const sock: Socket = createConnection({ path: name });
-    const timer = setTimeout(() => {
-      sock.destroy();
-      resolve({ holder, timedOut: true });
-    }, Math.max(0, deadline - Date.now()));
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      holder += d.trim();
-      if (d.endsWith('\n')) onHolder(holder);
-    });
-    sock.on('error', () => undefined);
-    sock.on('close', () => {
-      clearTimeout(timer);
-      resolve({ holder, timedOut: false });
+const O_CLOEXEC = 0o2000000;
+
+/** Keys are PCI addresses and plain words; anything else is named by its hash. */
+function fileName(key: string): string {
+  return /^[\w.:-]{1,200}$/.test(key) && !key.startsWith('.') ? `${key}.lock` : `sha256-${createHash('sha256').update(key).digest('hex')}.lock`;
+}
+
+/** Creates `<scope>/locks` (mode 0700) and refuses one that another uid could write into. */
+function lockDir(scope: string): string {
+  const dir = join(scope, 'locks');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  const me = process.getuid?.() ?? 0;
+  const refuse = (why: string) => new Error(`lock directory ${dir} ${why}; refusing to use it`);
+  if (!st.isDirectory()) throw refuse('is not a directory');
+  if (st.uid !== 0 && st.uid !== me) throw refuse(`is owned by uid ${st.uid}`);
+  if (st.mode & 0o022) throw refuse(`is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})`);
+  return dir;
+}
+
+/** The file that holds the lock on `key` (its directory is created and checked). */
+export function lockPath(scope: string, key: string): string {
+  return join(lockDir(scope), fileName(key));
+}
+
+function openLockFile(path: string): number {
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | O_CLOEXEC, 0o600);
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new Error(`lock file ${path} is not a regular file`);
+  }
+  return fd;
+}
+
+/** The pid the holder wrote, or "" (not written yet, or not one of ours). */
+function holderOf(fd: number): string {
+  const buf = Buffer.alloc(24);
+  const text = buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString().trim();
+  return /^\d+$/.test(text) ? text : '';
+}
+
+/** flock(1) on our descriptor: "locked" (we hold it now) or "busy" (-n, or -w ran out). */
+function flock(fd: number, args: readonly string[]): Promise<'locked' | 'busy'> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(FLOCK, ['-x', ...args, '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (err) => reject(new Error(`cannot run ${FLOCK}: ${err.message}`)));
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve('locked');
+      else if (code === 1) resolve('busy');
+      else reject(new Error(`${FLOCK} failed (${signal ?? `exit ${code}`}): ${stderr.trim()}`));
     });
   });
 }
 
 export async function acquireLock(key: string, opts: LockOptions): Promise<Lock> {
-  const name = lockName(opts.scope, key);
   const deadline = Date.now() + opts.timeoutMs;
-  let told = false;
-  for (;;) {
-    const waiters = new Set<Socket>();
-    const server = await listen(name, waiters);
-    if (server) {
-      return {
-        name: key,
-        release: () =>
-          new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            for (const s of waiters) s.destroy();
-          }),
-      };
+  const fd = openLockFile(lockPath(opts.scope, key));
+  try {
+    if ((await flock(fd, ['-n'])) === 'busy') {
+      opts.onWait?.(holderOf(fd));
+      const seconds = Math.max(0, deadline - Date.now()) / 1000;
+      if ((await flock(fd, ['-w', seconds.toFixed(3)])) === 'busy') throw new LockTimeoutError(key, holderOf(fd));
     }
-    // A closed connection means "released or died": try again (another waiter may win).
-    const { holder, timedOut } = await waitForHolder(name, deadline, (pid) => {
-      if (told) return;
-      told = true;
-      opts.onWait?.(pid);
-    });
-    if (timedOut || Date.now() >= deadline) throw new LockTimeoutError(key, holder);
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
   }
+  let held = true;
+  return {
+    name: key,
+    // Closing drops the lock. The file stays: unlinking it would let a waiter that opened the
+    // old file and a newcomer that creates a new one both "hold" the lock.
+    release: async () => {
+      if (!held) return;
+      held = false;
+      closeSync(fd);
+    },
+  };
 }

@@ -5,6 +5,7 @@
  * Exit codes: 0 done (or nothing to do), 1 refused or failed, 2 bad flags.
  */
 import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { acquireLock } from '../../host/lock.js';
 import { createLogger, isLogLevel, LOG_LEVELS, type Logger, type LogLevel } from '../../host/log.js';
 import { realMachine, type Machine } from '../../host/machine.js';
@@ -147,8 +148,9 @@ export async function runSubcommand(cmd: Subcommand, argv: readonly string[], en
   const log = createLogger({ level: opts.logLevel, ...(opts.logFile ? { file: opts.logFile } : {}), fields: { cmd } });
   try {
     const policy = opts.policy === null ? null : parsePolicyText(readFileSync(opts.policy, 'utf8'), opts.policy);
-    // Two runs at once would plan against each other's half-done work.
-    const lock = await acquireLock('provision', { scope: opts.state, timeoutMs: 120_000, onWait: (pid) => log.info('waiting for another provisioning run', { pid }) });
+    // Two runs at once would plan against each other's half-done work. The lock file lives
+    // beside the state file: <its directory>/locks/provision.lock.
+    const lock = await acquireLock('provision', { scope: dirname(opts.state), timeoutMs: 120_000, onWait: (pid) => log.info('waiting for another provisioning run', { pid }) });
     try {
       const session = {
         machine: realMachine(opts.sysfsRoot),
