@@ -20,7 +20,7 @@ export interface CallContext {
 
 /** The IPAM call for this request, or null when the config has no IPAM. */
 export function ipamCall(ctx: CallContext): IpamCall | null {
-  return ctx.conf.ipamType ? { type: ctx.conf.ipamType, env: ctx.env, stdin: ctx.stdin } : null;
+  return ctx.conf.ipamType ? { type: ctx.conf.ipamType, env: ctx.env, stdin: ctx.stdin, log: ctx.log } : null;
 }
 
 /** How long a call waits for another call to release the VF it wants. */

@@ -30,7 +30,11 @@ function representorOf(ctx: CallContext): string | null {
   }
 }
 
-/** What DEL assumes when there is no state: every step may have happened. */
+/**
+ * What DEL assumes when there is no state: every step may have happened, but the representor's
+ * own step is not assumed: its down comes with the removal of a port of this attachment, so a
+ * VF that another pod holds keeps its representor up.
+ */
 function assumedState(ctx: CallContext): AttachmentState {
   const { env, conf } = ctx;
   return {
@@ -50,7 +54,7 @@ function assumedState(ctx: CallContext): AttachmentState {
     representorMtu: null,
     bridge: conf.bridge,
     ifaceId: null,
-    steps: ATTACH_STEPS,
+    steps: ATTACH_STEPS.filter((s) => s !== 'representor'),
     createdAt: new Date().toISOString(),
   };
 }

@@ -26,7 +26,8 @@ export class CniError extends Error {
     this.name = 'CniError';
   }
 
-  toJSON(cniVersion: string): Record<string, unknown> {
+  /** The spec's error reply (not toJSON: JSON.stringify would call that with a property key). */
+  reply(cniVersion: string): Record<string, unknown> {
     const out: Record<string, unknown> = { cniVersion, code: this.code, msg: this.message };
     if (this.details) out.details = this.details;
     return out;

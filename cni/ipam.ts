@@ -2,8 +2,9 @@
  * Delegated IPAM: the plugin named by `ipam.type`, found in CNI_PATH, run with our environment
  * (CNI_COMMAND set to the verb) and the whole network config on stdin, as libcni runs plugins.
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from '../host/log.js';
 import { runProcess } from '../host/proc.js';
 import { Decoder } from './decode.js';
 import { CniError, ErrorCode } from './errors.js';
@@ -15,6 +16,8 @@ export interface IpamCall {
   readonly env: CniEnv;
   /** The network config exactly as we received it. */
   readonly stdin: string;
+  /** Where the plugin's stderr goes. */
+  readonly log: Logger;
 }
 
 /** The plugin's executable; ADD calls this before touching the host. */
@@ -26,7 +29,8 @@ function findPlugin(type: string, path: readonly string[]): string {
     const file = join(dir, type);
     try {
       accessSync(file, constants.X_OK);
-      return file;
+      // A directory is "executable" too: only a regular file is a plugin.
+      if (statSync(file).isFile()) return file;
     } catch {
       // Not in this directory; try the next.
     }
@@ -58,6 +62,7 @@ async function exec(call: IpamCall, verb: 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STAT
     CNI_PATH: call.env.path.join(':'),
   };
   const r = await runProcess(file, [], { env, input: call.stdin });
+  if (r.stderr.trim()) call.log[r.code === 0 ? 'info' : 'warn']('IPAM plugin stderr', { ipam: call.type, verb, stderr: r.stderr.trim() });
   if (r.code !== 0) throw failure(call.type, verb, r.stdout, r.stderr, r.code);
   return r.stdout;
 }

@@ -62,6 +62,36 @@ function testPauseObserver(point: string | undefined): StepObserver | null {
   };
 }
 
+const SECRET = /token|password|passwd|secret|credential|private|key-data|client-key/i;
+
+/** The network config as it may be logged: values of keys that look like credentials are dropped. */
+function redacted(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redacted);
+  if (!value || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRET.test(k) ? '[redacted]' : redacted(v)]));
+}
+
+/** What an operator needs to see of a call at debug level: the verb, the config, the CNI_ARGS used, the deviceID and where it came from. */
+function logCall(ctx: CallContext): void {
+  let raw: unknown = null;
+  try {
+    raw = JSON.parse(ctx.stdin);
+  } catch {
+    // Parsed already; cannot fail here.
+  }
+  const o = raw && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
+  const rt = o.runtimeConfig && typeof o.runtimeConfig === 'object' ? (o.runtimeConfig as Record<string, unknown>) : {};
+  const deviceIdSource = o.deviceID ? 'deviceID' : rt.deviceID ? 'runtimeConfig.deviceID' : rt.CNIDeviceInfoFile ? 'runtimeConfig.CNIDeviceInfoFile' : 'none';
+  ctx.log.debug('call', {
+    verb: ctx.env.command,
+    netns: ctx.env.netns || undefined,
+    cniArgs: Object.fromEntries(Object.entries(ctx.env.args).filter(([, v]) => v !== null)),
+    deviceID: ctx.conf.deviceId,
+    deviceIDSource: deviceIdSource,
+    netconf: redacted(raw),
+  });
+}
+
 /** Env + stdin → context. Nothing has touched the host yet when this throws. */
 function context(stdin: string): CallContext {
   const env = parseEnv(process.env);
@@ -93,8 +123,8 @@ async function execute(ctx: CallContext): Promise<void> {
 
 function fail(err: unknown, log: Logger, cniVersion: string): number {
   const e = toCniError(err);
-  log.error(e.message, { code: e.code, details: e.details || undefined });
-  print(e.toJSON(cniVersion));
+  log.error(e.message, { code: e.code, details: e.details || undefined, cniVersion });
+  print(e.reply(cniVersion));
   return 1;
 }
 
@@ -120,6 +150,7 @@ async function main(): Promise<number> {
   } catch (err) {
     return fail(err, createLogger({ level: 'info' }), requested ?? LATEST_VERSION);
   }
+  logCall(ctx);
   const started = performance.now();
   try {
     await execute(ctx);

@@ -75,6 +75,8 @@ export const DEFAULTS = {
 
 export const TEMPLATE_KEYS = ['namespace', 'pod', 'podUID', 'containerID', 'ifname', 'network'] as const;
 export type TemplateKey = (typeof TEMPLATE_KEYS)[number];
+/** The placeholders that differ from pod to pod. */
+const POD_KEYS: readonly TemplateKey[] = ['pod', 'podUID', 'containerID'];
 
 /** Spec: alphanumeric first, then alphanumerics, `_`, `.`, `-`. */
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -221,7 +223,11 @@ function parseOvn(o: Obj, d: Decoder): OvnOptions {
   const ovn = d.optObject(o, 'ovn', '') ?? {};
   const ifaceId = d.optString(ovn, 'ifaceId', 'ovn') ?? DEFAULTS.ifaceId;
   if (!ifaceId) d.fail('ovn.ifaceId', 'must not be empty');
-  templateKeys(ifaceId, 'ovn.ifaceId', d);
+  const keys = templateKeys(ifaceId, 'ovn.ifaceId', d);
+  // One literal name for every pod would make each ADD fight over one logical port (maybe ovn-k's).
+  if (!keys.some((k) => POD_KEYS.includes(k))) {
+    d.fail('ovn.ifaceId', `"${ifaceId}" names no pod: use at least one of ${POD_KEYS.map((k) => `{${k}}`).join(', ')}`);
+  }
   let timeoutMs = DEFAULTS.timeoutMs;
   const t = ovn.timeout;
   if (t !== undefined) {
@@ -250,7 +256,7 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
   const runtime = d.optObject(o, 'runtimeConfig', '') ?? {};
   const ipam = d.optObject(o, 'ipam', '');
   const ipamType = ipam ? (d.optString(ipam, 'type', 'ipam') ?? '') : '';
-  if (/[/\s]/.test(ipamType)) d.fail('ipam.type', `"${ipamType}" must be a plugin name found in CNI_PATH`);
+  if (/[/\s]/.test(ipamType) || ipamType === '.' || ipamType === '..') d.fail('ipam.type', `"${ipamType}" must be a plugin name found in CNI_PATH`);
   const bridge = d.optString(o, 'bridge', '') ?? DEFAULTS.bridge;
   if (/[/\s]/.test(bridge)) d.fail('bridge', `"${bridge}" contains "/" or whitespace`);
   const logFile = d.optString(o, 'logFile', '') || null;

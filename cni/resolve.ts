@@ -1,21 +1,29 @@
 /**
- * Which device to hand to the pod, from the best source first: the DeviceInfo file Multus passed
- * (runtimeConfig.CNIDeviceInfoFile), then the device plugin's dp/ file for this deviceID, then
- * the node itself (a sysfs discovery). A source that is missing, stale or incomplete is logged
- * and the next one is tried; the node has the last word (docs/device-info.md).
+ * Which device to hand to the pod. sysfs is the truth: the function the deviceID names is
+ * discovered, and it alone says which vDPA device, path, netdev and representor it has. The
+ * DeviceInfo files (runtimeConfig.CNIDeviceInfoFile from Multus, the device plugin's dp/ file)
+ * are hints: read only from under the devinfo directory, and a file that disagrees with sysfs is
+ * refused, naming the field. A file may supply the deviceID when the config has none, and the
+ * representor when sysfs pairs none with the function (a vp_vdpa function beside a switchdev
+ * NIC), and then only a VF representor that no other VF and no other attachment has
+ * (docs/device-info.md).
  */
-import { dpDeviceInfoFileOf, endpointFromDeviceInfo, readDeviceInfo } from '../host/deviceinfo.js';
-import { discover, virtioNetdev } from '../host/discover.js';
+import { existsSync, realpathSync } from 'node:fs';
+import { relative, isAbsolute } from 'node:path';
+import { dpDeviceInfoFileOf, readDeviceInfo, type DeviceInfo } from '../host/deviceinfo.js';
+import { discover, readRepresentor } from '../host/discover.js';
 import { endpointFor } from '../host/endpoint.js';
 import type { Logger } from '../host/log.js';
 import type { HostPaths } from '../host/paths.js';
-import type { VdpaEndpoint } from '../host/snapshot.js';
+import type { Snapshot, VdpaEndpoint } from '../host/snapshot.js';
+import { listStates } from '../host/state.js';
 import { CniError, ErrorCode } from './errors.js';
 
 export type DeviceSource = 'CNIDeviceInfoFile' | 'device plugin file' | 'sysfs';
 
 export interface ResolvedDevice {
   readonly endpoint: VdpaEndpoint;
+  /** The file that agreed with sysfs (and may have named the representor), or sysfs alone. */
   readonly source: DeviceSource;
 }
 
@@ -26,69 +34,124 @@ export interface ResolveRequest {
   readonly needRepresentor: boolean;
 }
 
-/** The endpoint a DeviceInfo file describes, completed with the virtio netdev; why not, otherwise. */
-function fromFile(file: string, deviceId: string | null): VdpaEndpoint | string {
-  let di;
+const refuse = (msg: string, details = ''): CniError => new CniError(ErrorCode.InvalidConfig, msg, details);
+
+/** `file` resolved, when it lies under `dir`; null otherwise. Symlinks are followed first. */
+function underDir(file: string, dir: string): string | null {
   try {
-    di = readDeviceInfo(file);
-  } catch (err) {
-    return (err as Error).message;
+    const real = realpathSync(file);
+    const rel = relative(realpathSync(dir), real);
+    return rel && !rel.startsWith('..') && !isAbsolute(rel) ? real : null;
+  } catch {
+    return null;
   }
-  if (!di) return 'no such file';
-  const pci = deviceId ?? di.vdpa?.['pci-address'] ?? null;
-  if (!pci) return 'has no vdpa.pci-address and the config has no deviceID';
-  let ep: VdpaEndpoint;
+}
+
+interface Hint {
+  readonly source: Exclude<DeviceSource, 'sysfs'>;
+  readonly file: string;
+  readonly info: DeviceInfo;
+}
+
+/** A readable DeviceInfo file, or null (logged) when it is absent or does not parse. */
+function readHint(source: Hint['source'], file: string, log: Logger): Hint | null {
   try {
-    ep = endpointFromDeviceInfo(di, pci);
+    const info = readDeviceInfo(file);
+    if (info) return { source, file, info };
+    log.debug('no DeviceInfo file', { source, file });
   } catch (err) {
-    return (err as Error).message;
+    log.warn('DeviceInfo file unreadable; going by sysfs alone', { source, file, reason: (err as Error).message });
   }
-  if (ep.driver === 'vhost') return ep;
-  const netdev = virtioNetdev(ep.path);
-  return netdev ? { ...ep, netdev } : `no netdev under ${ep.path}/net (stale file?)`;
+  return null;
+}
+
+/** The function's truth from sysfs. */
+function fromSysfs(snapshot: Snapshot, deviceId: string): VdpaEndpoint {
+  try {
+    return endpointFor(snapshot, deviceId);
+  } catch (err) {
+    throw refuse(`deviceID ${deviceId} has no usable vDPA device: ${(err as Error).message}`);
+  }
+}
+
+/** Refuses a file that says something else than sysfs about the same device. */
+function crossCheck(hint: Hint, ep: VdpaEndpoint): void {
+  const v = hint.info.vdpa;
+  const where = `${hint.source} ${hint.file}`;
+  if (hint.info.type !== 'vdpa' || !v) throw refuse(`${where}: type must be "vdpa" for a vDPA device, got "${hint.info.type}"`);
+  const disagree = (field: string, has: string, truth: string) =>
+    refuse(`${where}: vdpa.${field} is ${has}, but sysfs has ${truth} for ${ep.pciAddress}`, 'a DeviceInfo file is a hint; the node decides');
+  if (v['pci-address'] !== undefined && v['pci-address'].toLowerCase() !== ep.pciAddress) throw disagree('pci-address', v['pci-address'], ep.pciAddress);
+  if (v.path !== ep.path) throw disagree('path', v.path, ep.path);
+  if (v.driver !== ep.driver) throw disagree('driver', v.driver, ep.driver);
+  const rep = v['representor-device'];
+  if (rep !== undefined && ep.representor !== null && rep !== ep.representor) throw disagree('representor-device', rep, ep.representor);
+}
+
+/**
+ * A representor a file names for a function sysfs pairs none with: a switchdev VF representor
+ * (phys_port_name pfNvfM with a switch id) that is no other discovered VF's and no other
+ * attachment's.
+ */
+function vouchRepresentor(hint: Hint, name: string, ep: VdpaEndpoint, snapshot: Snapshot, paths: HostPaths): string {
+  const where = `${hint.source} ${hint.file}: vdpa.representor-device ${name}`;
+  const rep = readRepresentor(paths.sysfsRoot, name);
+  if (!rep || !/^pf\d+vf\d+$/.test(rep.physPortName) || !rep.switchId) {
+    throw refuse(`${where} is not a switchdev VF representor on this node`);
+  }
+  for (const fn of snapshot.functions.values()) {
+    if (fn.address !== ep.pciAddress && fn.representor && 'found' in fn.representor && fn.representor.found.name === name) {
+      throw refuse(`${where} is the representor of ${fn.address}`);
+    }
+  }
+  const claim = listStates(paths.stateDir).states.find((s) => s.representor === name && s.pciAddress !== ep.pciAddress);
+  if (claim) throw refuse(`${where} is plugged for container ${claim.containerId} interface ${claim.ifname} (${claim.pciAddress})`);
+  return name;
 }
 
 export function resolveDevice(req: ResolveRequest, paths: HostPaths, log: Logger): ResolvedDevice {
-  if (!req.deviceId && !req.deviceInfoFile) {
-    throw new CniError(
-      ErrorCode.InvalidConfig,
-      'deviceID: required (the top-level deviceID Multus injects, or runtimeConfig.deviceID)',
+  const hints: Hint[] = [];
+  if (req.deviceInfoFile) {
+    const file = underDir(req.deviceInfoFile, paths.devinfoDir);
+    // A path that does not exist is no hint at all: Multus names the file whether or not one was written.
+    if (!file && existsSync(req.deviceInfoFile)) {
+      throw refuse(`runtimeConfig.CNIDeviceInfoFile: ${req.deviceInfoFile} is not under the DeviceInfo directory ${paths.devinfoDir}`);
+    }
+    const h = file ? readHint('CNIDeviceInfoFile', file, log) : null;
+    if (h) hints.push(h);
+  }
+  const deviceId = req.deviceId ?? hints[0]?.info.vdpa?.['pci-address']?.toLowerCase() ?? null;
+  if (!deviceId) {
+    throw refuse(
+      req.deviceInfoFile
+        ? 'deviceID: required when the CNIDeviceInfoFile does not name a usable device'
+        : 'deviceID: required (the top-level deviceID Multus injects, or runtimeConfig.deviceID)',
     );
   }
-  const files: [DeviceSource, string | null][] = [
-    ['CNIDeviceInfoFile', req.deviceInfoFile],
-    ['device plugin file', req.deviceId ? dpDeviceInfoFileOf(paths.devinfoDir, req.deviceId) : null],
-  ];
-  for (const [source, file] of files) {
-    if (!file) continue;
-    const ep = fromFile(file, req.deviceId);
-    if (typeof ep === 'string') {
-      log.warn('DeviceInfo file not usable; trying the next source', { source, file, reason: ep });
-    } else if (req.needRepresentor && !ep.representor) {
-      log.info('DeviceInfo file names no representor; looking it up on the node', { source, file });
-    } else {
-      return { endpoint: ep, source };
+  const dp = dpDeviceInfoFileOf(paths.devinfoDir, deviceId);
+  if (dp) {
+    const h = readHint('device plugin file', dp, log);
+    if (h) hints.push(h);
+  }
+  const snapshot = discover({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot });
+  let endpoint = fromSysfs(snapshot, deviceId);
+  for (const h of hints) crossCheck(h, endpoint);
+  let source: DeviceSource = hints[0]?.source ?? 'sysfs';
+  if (!endpoint.representor) {
+    const named = hints.find((h) => h.info.vdpa?.['representor-device'] !== undefined);
+    if (named) {
+      endpoint = { ...endpoint, representor: vouchRepresentor(named, named.info.vdpa!['representor-device']!, endpoint, snapshot, paths) };
+      source = named.source;
     }
   }
-  const deviceId = req.deviceId;
-  if (!deviceId) {
-    throw new CniError(ErrorCode.InvalidConfig, 'deviceID: required when the CNIDeviceInfoFile does not name a usable device');
-  }
-  let endpoint: VdpaEndpoint;
-  try {
-    endpoint = endpointFor(discover({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot }), deviceId);
-  } catch (err) {
-    throw new CniError(ErrorCode.InvalidConfig, `deviceID ${deviceId} has no usable vDPA device: ${(err as Error).message}`);
-  }
   if (req.needRepresentor && !endpoint.representor) {
-    throw new CniError(
-      ErrorCode.InvalidConfig,
+    throw refuse(
       `device ${deviceId} (${endpoint.vdpaDevice}) has no VF representor, so it cannot be plugged into an OVS bridge`,
       'put the PF in switchdev mode, or set "bridge": "" for legacy SR-IOV mode without OVS',
     );
   }
   if (endpoint.driver === 'virtio' && !endpoint.netdev) {
-    throw new CniError(ErrorCode.InvalidConfig, `device ${deviceId} (${endpoint.vdpaDevice}) has no virtio netdev; is virtio_net loaded?`);
+    throw refuse(`device ${deviceId} (${endpoint.vdpaDevice}) has no virtio netdev; is virtio_net loaded?`);
   }
-  return { endpoint, source: 'sysfs' };
+  return { endpoint, source };
 }

@@ -240,6 +240,12 @@ function readNetdev(dir: string, name: string, physPortName?: string): Represent
   return { name, physPortName: text(port), switchId: text(switchId), operState: text(operState) || 'unknown' };
 }
 
+/** A netdev of the node read as a possible representor (`class/net/<name>`); null when it does not exist. */
+export function readRepresentor(sysfsRoot: string, name: string): Representor | null {
+  if (!name || name.includes('/') || name === '.' || name === '..') return null;
+  return readNetdev(`${sysfsRoot}/class/net/${name}`, name);
+}
+
 /**
  * Representors and uplinks. With devlink ports, only the netdevs devlink names are read; the sysfs
  * scan of every PF netdev (matching phys_port_name) runs once, when devlink does not answer.

@@ -70,7 +70,7 @@ const cases: Case[] = [
     msg: /net1/,
   },
   {
-    name: 'a stale DeviceInfo file falls through to sysfs only when usable, so a broken one with a bad device fails clean',
+    name: 'a DeviceInfo file that does not exist is no hint, so a bad device fails clean',
     conf: { ...good, deviceID: '0000:98:00.1', runtimeConfig: { CNIDeviceInfoFile: '/nonexistent/devinfo.json' } },
     code: 7,
     msg: /0000:98:00.1 has no usable vDPA device/,

@@ -1,5 +1,5 @@
-// Device resolution, source by source: Multus' CNIDeviceInfoFile, then the device plugin's dp/
-// file for the deviceID, then sysfs discovery; stale or incomplete files fall through.
+// Device resolution: sysfs is the truth; Multus' CNIDeviceInfoFile and the device plugin's dp/
+// file are hints, read only under the devinfo directory and refused when they disagree.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,18 +52,51 @@ test('CNIDeviceInfoFile wins, and names the device even without a deviceID', () 
   assert.is(r.endpoint.netdev, 'vfnet0', 'netdev read from the virtio path');
 });
 
-test('a stale file (virtio path gone) and a file without a representor fall through to sysfs', () => {
-  const stale = join(devinfoDir, 'stale.json');
-  writeDeviceInfo(stale, { ...deviceInfoFromEndpoint(truth(virtio!.pci)), vdpa: { ...deviceInfoFromEndpoint(truth(virtio!.pci)).vdpa!, path: '/nonexistent/virtio9' } });
-  assert.is(resolveDevice({ deviceId: virtio!.pci, deviceInfoFile: stale, needRepresentor: true }, paths, log).source, 'sysfs');
-  const noRep = join(devinfoDir, 'norep.json');
-  const di = deviceInfoFromEndpoint({ ...truth(virtio!.pci), representor: null });
-  writeDeviceInfo(noRep, di);
+const refused = (req: Parameters<typeof resolveDevice>[0], re: RegExp) => {
+  try {
+    resolveDevice(req, paths, log);
+    assert.unreachable('resolved');
+  } catch (err) {
+    assert.instance(err, CniError);
+    assert.is((err as CniError).code, 7, (err as Error).message);
+    assert.match((err as Error).message, re);
+  }
+};
+
+test('a file that disagrees with sysfs is refused naming the field; one without a representor gets sysfs\'s; an unreadable one is ignored', () => {
+  const base = deviceInfoFromEndpoint(truth(virtio!.pci));
+  const stale = cniDeviceInfoPath(devinfoDir, 'stale');
+  writeDeviceInfo(stale, { ...base, vdpa: { ...base.vdpa!, path: '/nonexistent/virtio9' } });
+  refused({ deviceId: virtio!.pci, deviceInfoFile: stale, needRepresentor: true }, /vdpa\.path is \/nonexistent\/virtio9, but sysfs has .* for /);
+  writeDeviceInfo(stale, { ...base, vdpa: { ...base.vdpa!, 'pci-address': vhost!.pci } });
+  refused({ deviceId: virtio!.pci, deviceInfoFile: stale, needRepresentor: true }, new RegExp(`vdpa\\.pci-address is ${vhost!.pci}`));
+  writeDeviceInfo(stale, { ...base, vdpa: { ...base.vdpa!, 'representor-device': 'vfrep1' } });
+  refused({ deviceId: virtio!.pci, deviceInfoFile: stale, needRepresentor: true }, /vdpa\.representor-device is vfrep1, but sysfs has vfrep0/);
+  const noRep = cniDeviceInfoPath(devinfoDir, 'norep');
+  writeDeviceInfo(noRep, deviceInfoFromEndpoint({ ...truth(virtio!.pci), representor: null }));
   const r = resolveDevice({ deviceId: virtio!.pci, deviceInfoFile: noRep, needRepresentor: true }, paths, log);
-  assert.is(r.source, 'sysfs');
   assert.is(r.endpoint.representor, 'vfrep0');
   writeFileSync(noRep, '{"type":');
   assert.is(resolveDevice({ deviceId: virtio!.pci, deviceInfoFile: noRep, needRepresentor: false }, paths, log).source, 'sysfs');
+});
+
+test('a DeviceInfo file outside the devinfo directory (a tenant\'s emptyDir) is refused; one that does not exist is no hint', () => {
+  const outside = mkdtempSync(join(tmpdir(), 'vdpa-tenant-'));
+  const file = join(outside, 'evil.json');
+  writeDeviceInfo(file, deviceInfoFromEndpoint(truth(virtio!.pci)));
+  refused({ deviceId: virtio!.pci, deviceInfoFile: file, needRepresentor: true }, /runtimeConfig\.CNIDeviceInfoFile: .* is not under the DeviceInfo directory/);
+  assert.is(resolveDevice({ deviceId: virtio!.pci, deviceInfoFile: join(outside, 'none.json'), needRepresentor: true }, paths, log).source, 'sysfs');
+  rmSync(outside, { recursive: true, force: true });
+});
+
+test('a representor a file names for a function sysfs pairs none with is accepted only if it is a free switchdev VF representor', () => {
+  // legacy0's PF is not in switchdev mode: sysfs pairs no representor with it.
+  const file = cniDeviceInfoPath(devinfoDir, 'legacy');
+  const base = deviceInfoFromEndpoint(truth(legacy.pci));
+  writeDeviceInfo(file, { ...base, vdpa: { ...base.vdpa!, 'representor-device': 'vfrep0' } });
+  refused({ deviceId: legacy.pci, deviceInfoFile: file, needRepresentor: true }, new RegExp(`representor-device vfrep0 is the representor of ${virtio!.pci}`));
+  writeDeviceInfo(file, { ...base, vdpa: { ...base.vdpa!, 'representor-device': 'lo' } });
+  refused({ deviceId: legacy.pci, deviceInfoFile: file, needRepresentor: true }, /representor-device lo is not a switchdev VF representor/);
 });
 
 test('errors are code 7 and name the device and the reason', () => {

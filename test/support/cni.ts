@@ -208,6 +208,11 @@ const fs = require('fs');
 const conf = JSON.parse(fs.readFileSync(0, 'utf8'));
 const cmd = process.env.CNI_COMMAND;
 fs.appendFileSync(${JSON.stringify(log)}, cmd + ' ' + process.env.CNI_CONTAINERID + '\\n');
+if (cmd === 'ADD' && conf.ipam.fail) {
+  process.stderr.write('test-ipam: ' + conf.ipam.fail + '\\n');
+  process.stdout.write(JSON.stringify({ cniVersion: conf.cniVersion, code: 11, msg: conf.ipam.fail }));
+  process.exit(1);
+}
 if (cmd === 'ADD') {
   const ipam = conf.ipam;
   process.stdout.write(JSON.stringify({ cniVersion: conf.cniVersion,
