@@ -2,7 +2,7 @@
  * A small JSON-lines logger: one object a line on stderr and, optionally, appended to a file.
  * Writes are synchronous so that a CNI call that exits right after logging loses nothing.
  */
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -27,7 +27,7 @@ export interface Logger {
 export interface LoggerOptions {
   /** Lines below this level are dropped. Default "info". */
   readonly level?: LogLevel;
-  /** Append lines to this file too; its directory is created. */
+  /** Append lines to this file too (see openLogFile for the files it refuses). */
   readonly file?: string;
   /** Write to stderr (default true). */
   readonly stderr?: boolean;
@@ -75,13 +75,41 @@ function makeLogger(minRank: number, sink: Sink, base: LogFields): Logger {
   };
 }
 
+const { O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK, O_WRONLY } = constants;
+
+/**
+ * Opens `file` for appending, creating it with mode 0600 (an existing file keeps its mode), or
+ * throws why not. Whoever writes a network config names this path and we run as root, so:
+ * - never through a symlink (refused before opening; O_NOFOLLOW, ELOOP, if one appears after);
+ * - never in a directory that does not exist (nothing is created but the file), nor in a
+ *   world-writable one without the sticky bit (anyone could swap the file there);
+ * - never a FIFO or device: refused before opening (opening some devices has effects, e.g. a
+ *   watchdog), and O_NONBLOCK keeps a FIFO that appears after from hanging the call (ENXIO);
+ * - never a file another uid owns (one planted for us to write into).
+ */
+function openLogFile(file: string): number {
+  const dir = statSync(dirname(file));
+  if (dir.mode & 0o002 && !(dir.mode & 0o1000)) throw new Error(`${dirname(file)} is world-writable and not sticky`);
+  const before = lstatSync(file, { throwIfNoEntry: false });
+  if (before?.isSymbolicLink()) throw new Error(`${file} is a symlink`);
+  if (before && !before.isFile()) throw new Error(`${file} is not a regular file`);
+  const fd = openSync(file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600);
+  const st = fstatSync(fd);
+  const me = process.getuid?.() ?? 0;
+  const why = !st.isFile() ? 'is not a regular file' : st.uid !== 0 && st.uid !== me ? `is owned by uid ${st.uid}` : '';
+  if (why) {
+    closeSync(fd);
+    throw new Error(`${file} ${why}`);
+  }
+  return fd;
+}
+
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const sink: Sink = { fds: opts.stderr === false ? [] : [2], fileFd: null };
   let openError: unknown = null;
   if (opts.file) {
     try {
-      mkdirSync(dirname(opts.file), { recursive: true });
-      sink.fileFd = openSync(opts.file, 'a', 0o640);
+      sink.fileFd = openLogFile(opts.file);
       sink.fds.push(sink.fileFd);
     } catch (err) {
       openError = err;
