@@ -15,7 +15,7 @@ import { discover, readRepresentor } from '../host/discover.js';
 import { endpointFor } from '../host/endpoint.js';
 import type { Logger } from '../host/log.js';
 import type { HostPaths } from '../host/paths.js';
-import type { Snapshot, VdpaEndpoint } from '../host/snapshot.js';
+import type { Snapshot, VdpaDevice, VdpaEndpoint } from '../host/snapshot.js';
 import { listStates } from '../host/state.js';
 import { CniError, ErrorCode } from './errors.js';
 
@@ -65,13 +65,35 @@ function readHint(source: Hint['source'], file: string, log: Logger): Hint | nul
   return null;
 }
 
-/** The function's truth from sysfs. */
-function fromSysfs(snapshot: Snapshot, deviceId: string): VdpaEndpoint {
+/**
+ * The device's truth from sysfs: the PCI function the deviceID names. A vDPA device with no PCI
+ * parent (the kernel's simulator, on test kernels) has no function: then the vDPA device a file
+ * names is taken as it is on the vDPA bus, if nothing else on the node claims that deviceID.
+ */
+function fromSysfs(snapshot: Snapshot, deviceId: string, hints: readonly Hint[]): VdpaEndpoint {
   try {
     return endpointFor(snapshot, deviceId);
   } catch (err) {
+    const named = snapshot.functions.has(deviceId) ? undefined : hints.map((h) => snapshot.vdpa.get(h.info.vdpa?.['parent-device'] ?? '')).find((d) => d);
+    const ep = named && named.pciAddress === null && named.problems.length === 0 ? nonPciEndpoint(named, deviceId) : null;
+    if (ep) return ep;
     throw refuse(`deviceID ${deviceId} has no usable vDPA device: ${(err as Error).message}`);
   }
+}
+
+function nonPciEndpoint(d: VdpaDevice, deviceId: string): VdpaEndpoint | null {
+  const path = d.driver === 'virtio' ? d.virtio?.path : d.driver === 'vhost' ? d.vhost?.path : undefined;
+  if (!d.driver || path === undefined) return null;
+  return {
+    pciAddress: deviceId,
+    pfPciAddress: null,
+    vdpaDevice: d.name,
+    driver: d.driver,
+    path,
+    netdev: d.driver === 'virtio' ? (d.virtio?.netdev ?? null) : null,
+    representor: null,
+    numaNode: null,
+  };
 }
 
 /** Refuses a file that says something else than sysfs about the same device. */
@@ -82,8 +104,9 @@ function crossCheck(hint: Hint, ep: VdpaEndpoint): void {
   const disagree = (field: string, has: string, truth: string) =>
     refuse(`${where}: vdpa.${field} is ${has}, but sysfs has ${truth} for ${ep.pciAddress}`, 'a DeviceInfo file is a hint; the node decides');
   if (v['pci-address'] !== undefined && v['pci-address'].toLowerCase() !== ep.pciAddress) throw disagree('pci-address', v['pci-address'], ep.pciAddress);
-  if (v.path !== ep.path) throw disagree('path', v.path, ep.path);
+  if (v['parent-device'] !== ep.vdpaDevice) throw disagree('parent-device', v['parent-device'], ep.vdpaDevice);
   if (v.driver !== ep.driver) throw disagree('driver', v.driver, ep.driver);
+  if (v.path !== ep.path) throw disagree('path', v.path, ep.path);
   const rep = v['representor-device'];
   if (rep !== undefined && ep.representor !== null && rep !== ep.representor) throw disagree('representor-device', rep, ep.representor);
 }
@@ -134,7 +157,7 @@ export function resolveDevice(req: ResolveRequest, paths: HostPaths, log: Logger
     if (h) hints.push(h);
   }
   const snapshot = discover({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot });
-  let endpoint = fromSysfs(snapshot, deviceId);
+  let endpoint = fromSysfs(snapshot, deviceId, hints);
   for (const h of hints) crossCheck(h, endpoint);
   let source: DeviceSource = hints[0]?.source ?? 'sysfs';
   if (!endpoint.representor) {

@@ -2,7 +2,7 @@
  * A small JSON-lines logger: one object a line on stderr and, optionally, appended to a file.
  * Writes are synchronous so that a CNI call that exits right after logging loses nothing.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, realpathSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -85,8 +85,27 @@ const { O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK, O_WRONLY } = constants;
  *   world-writable one without the sticky bit (anyone could swap the file there);
  * - never a FIFO or device: refused before opening (opening some devices has effects, e.g. a
  *   watchdog), and O_NONBLOCK keeps a FIFO that appears after from hanging the call (ENXIO);
- * - never a file another uid owns (one planted for us to write into).
+ * - never a file another uid owns (one planted for us to write into);
+ * - never a file that is not a log of ours: an existing file must be empty or start with one
+ *   of our lines, so a config naming /etc/passwd or a /proc/sys knob cannot make us append to it.
  */
+const OUR_LINE = '{"ts":"';
+
+/** Why an existing file is not a log this logger wrote, or "" when it is (or is new, or empty). */
+function notOurs(file: string, existed: boolean): string {
+  if (!existed) return '';
+  if (/^\/(proc|sys|dev)(\/|$)/.test(realpathSync(dirname(file)))) return 'is a kernel file, not a log';
+  const head = Buffer.alloc(OUR_LINE.length);
+  let n = 0;
+  const fd = openSync(file, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  try {
+    n = readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return n === 0 || head.toString('utf8', 0, n) === OUR_LINE ? '' : 'is not a vdpa-k8s log (its first line is not one of ours)';
+}
+
 function openLogFile(file: string): number {
   const dir = statSync(dirname(file));
   if (dir.mode & 0o002 && !(dir.mode & 0o1000)) throw new Error(`${dirname(file)} is world-writable and not sticky`);
@@ -96,7 +115,7 @@ function openLogFile(file: string): number {
   const fd = openSync(file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600);
   const st = fstatSync(fd);
   const me = process.getuid?.() ?? 0;
-  const why = !st.isFile() ? 'is not a regular file' : st.uid !== 0 && st.uid !== me ? `is owned by uid ${st.uid}` : '';
+  const why = !st.isFile() ? 'is not a regular file' : st.uid !== 0 && st.uid !== me ? `is owned by uid ${st.uid}` : notOurs(file, before !== undefined);
   if (why) {
     closeSync(fd);
     throw new Error(`${file} ${why}`);

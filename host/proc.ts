@@ -1,4 +1,4 @@
-/** Runs a host tool to completion. The one place child processes are started from host/. */
+/** Runs a host tool to completion; with host/lock.ts (which hands flock(1) a descriptor) the only places host/ starts child processes. */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 

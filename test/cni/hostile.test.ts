@@ -115,7 +115,7 @@ test('rule 3: a DeviceInfo file in a tenant directory, or one whose path is made
   const victim = `${b.vfs[2]!.netdev}`;
   const tenantDir = join(b.dir, 'kubelet-pods', 'uid', 'volumes', 'emptydir');
   mkdirSync(tenantDir, { recursive: true });
-  const forged = (path: string) => ({ type: 'vdpa', version: '1.1.0', vdpa: { 'parent-device': 'vdpa9', driver: 'virtio', path, 'pci-address': b.vfs[3]!.pci } });
+  const forged = (path: string) => ({ type: 'vdpa', version: '1.1.0', vdpa: { 'parent-device': b.vfs[3]!.fixture.vdpa[0], driver: 'virtio', path, 'pci-address': b.vfs[3]!.pci } });
   const evil = join(tenantDir, 'devinfo.json');
   writeFileSync(evil, JSON.stringify(forged(join(b.dir, 'made-up', 'virtio76'))));
   const before = hostView(b, [a.netns]);

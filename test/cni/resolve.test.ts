@@ -19,6 +19,7 @@ const fx = buildFixture({
     { vfs: [{ vdpa: 'virtio', netdev: 'vfnet0', representor: 'vfrep0' }, { vdpa: 'vhost', representor: 'vfrep1' }, { vdpa: 'unbound' }] },
     { switchdev: false, vfs: [{ vdpa: 'virtio', netdev: 'legacy0' }] },
   ],
+  simulator: { vdpa: 'virtio', netdev: 'simnet0' },
 });
 const devinfoDir = mkdtempSync(join(tmpdir(), 'vdpa-resolve-'));
 const paths: HostPaths = { sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, devinfoDir, stateDir: join(devinfoDir, 'state') };
@@ -114,6 +115,20 @@ test('errors are code 7 and name the device and the reason', () => {
   fails('0000:aa:00.1', false, /no usable vDPA device/);
   fails(legacy.pci, true, /has no VF representor/);
   assert.is(resolveDevice({ deviceId: legacy.pci, deviceInfoFile: null, needRepresentor: false }, paths, log).endpoint.netdev, 'legacy0');
+});
+
+test('a vDPA device with no PCI function (the simulator) resolves through the file that names it, as sysfs shows it', () => {
+  const sim = fx.simulator!;
+  const file = cniDeviceInfoPath(devinfoDir, 'sim');
+  const path = join(fx.sysfsRoot, 'bus', 'virtio', 'devices', sim.virtio!);
+  const info = { 'parent-device': sim.vdpa, driver: 'virtio' as const, path, 'pci-address': '0000:00:1f.6' };
+  writeDeviceInfo(file, { type: 'vdpa', version: '1.1.0', vdpa: info });
+  const r = resolveDevice({ deviceId: null, deviceInfoFile: file, needRepresentor: false }, paths, log);
+  assert.equal([r.endpoint.vdpaDevice, r.endpoint.netdev, r.endpoint.pciAddress], [sim.vdpa, 'simnet0', '0000:00:1f.6']);
+  writeDeviceInfo(file, { type: 'vdpa', version: '1.1.0', vdpa: { ...info, path: `${path}9` } });
+  refused({ deviceId: null, deviceInfoFile: file, needRepresentor: false }, /vdpa\.path is .*9, but sysfs has/);
+  writeDeviceInfo(file, { type: 'vdpa', version: '1.1.0', vdpa: { ...info, 'pci-address': virtio!.pci } });
+  refused({ deviceId: null, deviceInfoFile: file, needRepresentor: false }, /vdpa\.parent-device is .*, but sysfs has/);
 });
 
 test.after(() => {

@@ -62,7 +62,7 @@ function suite(): void {
 
   test('appends to an existing file, which keeps its mode; debug level keeps everything', () => {
     const file = join(dir, 'b.log');
-    writeFileSync(file, '{"msg":"zero"}\n', { mode: 0o644 });
+    writeFileSync(file, '{"ts":"2026-01-01T00:00:00.000Z","msg":"zero"}\n', { mode: 0o644 });
     chmodSync(file, 0o644);
     createLogger({ level: 'debug', file, stderr: false }).debug('one');
     const log = createLogger({ level: 'debug', file, stderr: false });
@@ -122,6 +122,18 @@ function suite(): void {
       lines(join(open, 'd.log')).map((l) => l.msg),
       ['hello'],
     );
+  });
+
+  test('refuses an existing file that is not a log of ours (/etc/passwd, a /proc/sys knob): nothing is appended', () => {
+    const passwd = join(dir, 'passwd');
+    writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\n');
+    refused(passwd, /is not a vdpa-k8s log/);
+    assert.is(readFileSync(passwd, 'utf8'), 'root:x:0:0:root:/root:/bin/bash\n');
+    refused('/proc/sys/kernel/core_pattern', /is a kernel file, not a log/);
+    const empty = join(dir, 'empty.log');
+    writeFileSync(empty, '');
+    assert.equal(logFromChild(empty).map((l) => l.msg), ['hello'], 'an empty file is taken');
+    assert.equal(lines(empty).map((l) => l.msg), ['hello']);
   });
 
   test('isLogLevel accepts only the four levels', () => {
