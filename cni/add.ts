@@ -1,8 +1,9 @@
 /**
- * ADD: validate → resolve the device → lock the VF → resolve again → reclaim what a gone pod
- * left on it → record the state → IPAM → port into br-int → netdev into the pod and representor
- * up → wait for ovn-installed → result. Each step is written to the state file before it touches
- * the host; a failure undoes the steps begun (the same routine as DEL).
+ * ADD: validate → resolve the device → (ovn-kubernetes: the pod's addresses from its annotation)
+ * → lock the VF → resolve again → reclaim what a gone pod left on it → record the state → IPAM
+ * → (managed: the logical port) → port into br-int → netdev into the pod and representor up →
+ * wait for ovn-installed → result. Each step is written to the state file before it touches the
+ * host; a failure undoes the steps begun (the same routine as DEL).
  */
 import { isNetworkNamespace, readHostLink, type Link } from '../host/netns.js';
 import type { OvsdbClient } from '../host/ovsdb.js';
@@ -12,10 +13,12 @@ import { ipamCall, lockVf, type CallContext } from './context.js';
 import { CniError, ErrorCode, toCniError } from './errors.js';
 import { ipamPlugin } from './ipam.js';
 import { AttachmentJournal } from './journal.js';
-import { expandIfaceId } from './netconf.js';
+import { ifaceIdOf } from './netconf.js';
+import type { OvnkAttachment } from './ovnk.js';
 import { resolveDevice, type ResolvedDevice } from './resolve.js';
 import { EMPTY_RESULT, type Result, type ResultInterface } from './result.js';
 import { allocateAddresses } from './steps/ipam.js';
+import { createPort } from './steps/lsp.js';
 import { identityOf, markFor, moveIn } from './steps/netdev.js';
 import { connectOvs, plug, waitForOvn } from './steps/port.js';
 import { representorUp } from './steps/representor.js';
@@ -91,13 +94,21 @@ function buildResult(ctx: CallContext, ep: VdpaEndpoint, ipam: Result, pod: { ma
   };
 }
 
+/** Who names the logical port and where the addresses come from, decided before the host is touched. */
+interface Plan {
+  readonly ifaceId: string | null;
+  /** ovn-kubernetes mode: what ovnkube-controller assigned; null: IPAM (or none). */
+  readonly ovnk: OvnkAttachment | null;
+}
+
 /**
- * The steps (cni/steps/), in the order that lets OVN work while we do: the port goes in first
- * (OVSDB), then the netdev into the pod with the representor brought up alongside (only after
- * its port exists, see docs/ovn.md).
+ * The steps (cni/steps/), in the order that lets OVN work while we do: the logical port (managed
+ * mode) and the OVS port go in first, then the netdev into the pod with the representor brought
+ * up alongside (only after its port exists, see docs/ovn.md).
  */
-async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null): Promise<Result> {
+async function attach(ctx: CallContext, ep: VdpaEndpoint, plan: Plan): Promise<Result> {
   const { env, conf, log } = ctx;
+  const { ifaceId, ovnk } = plan;
   const plugging = conf.bridge !== '';
   const ipam = ipamCall(ctx);
   const netdev = readNetdev(ep);
@@ -105,7 +116,9 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
   if (plugging && !rep) {
     throw new CniError(ErrorCode.InvalidConfig, `representor ${ep.representor} of ${ep.pciAddress} is not in the host network namespace`);
   }
-  const mac = conf.mac ?? netdev?.mac ?? null;
+  const mac = ovnk?.mac ?? conf.mac ?? netdev?.mac ?? null;
+  const podUid = ovnk?.podUid ?? env.args.podUid;
+  const managed = conf.ovn.mode === 'managed' && ifaceId ? conf.ovn : null;
   const journal = new AttachmentJournal(
     ctx.paths.stateDir,
     {
@@ -124,6 +137,7 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
       mark: ep.netdev ? markFor(conf.name, env.containerId, env.ifname, ep.netdev) : '',
       representor: plugging ? ep.representor : null,
       representorMtu: rep?.mtu ?? null,
+      lsp: managed && ifaceId ? { name: ifaceId, nbdb: managed.nbdb } : null,
       bridge: conf.bridge,
       ifaceId,
       steps: [],
@@ -135,7 +149,11 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
   const connecting: Promise<OvsdbClient | null> = plugging ? connectOvs(conf.ovsdb) : Promise.resolve(null);
   connecting.catch(() => undefined);
   try {
-    const ipamResult = ipam ? await allocateAddresses(journal, ipam, log) : EMPTY_RESULT;
+    const ipamResult = ipam ? await allocateAddresses(journal, ipam, log) : (ovnk?.addresses ?? EMPTY_RESULT);
+    if (managed && ifaceId) {
+      const lsp = { nbdb: managed.nbdb, logicalSwitch: managed.logicalSwitch, name: ifaceId, mac, addresses: ipamResult, sandbox: env.containerId, podIfName: env.ifname, network: conf.name, podUid };
+      await journal.step(['lsp'], () => createPort(lsp, ctx.paths.stateDir, log));
+    }
     const client = await connecting;
     let installed: Promise<void> | null = null;
     if (rep && ifaceId && client) {
@@ -147,7 +165,8 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, ifaceId: string | null
           sandbox: env.containerId,
           podIfName: env.ifname,
           network: conf.name,
-          podUid: env.args.podUid,
+          podUid,
+          ...(ovnk ? { externalIds: ovnk.externalIds } : {}),
           mac,
           ipAddresses: ipamResult.ips.map((a) => a.address),
           vfNetdevName: ep.netdev,
@@ -203,16 +222,24 @@ export async function cmdAdd(ctx: CallContext): Promise<Result> {
     throw new CniError(ErrorCode.InvalidEnv, `CNI_NETNS: ${env.netns} is not a network namespace`);
   }
   const plugging = conf.bridge !== '';
-  const ifaceId = plugging ? expandIfaceId(conf, env) : null;
   const ipam = ipamCall(ctx);
   if (ipam) ipamPlugin(ipam);
   const { pciAddress } = resolve(ctx, plugging).endpoint;
+  let plan: Plan;
+  if (conf.ovn.mode === 'ovn-kubernetes') {
+    // Only this mode loads the API client; the wait for the annotation touches nothing on the host.
+    const { ovnkAttachment } = await import('./ovnk.js');
+    const ovnk = await ovnkAttachment({ ...conf, ovn: conf.ovn }, env, ctx.log);
+    plan = { ifaceId: ovnk.ifaceId, ovnk };
+  } else {
+    plan = { ifaceId: plugging ? ifaceIdOf(conf, env) : null, ovnk: null };
+  }
   const lock = await lockVf(ctx, pciAddress);
   try {
     // What the node looked like before the wait is stale: a DEL may have returned the netdev since.
     const ep = resolve(ctx, plugging).endpoint;
     await reclaimVf(ctx, ep.pciAddress);
-    return await attach(ctx, ep, ifaceId);
+    return await attach(ctx, ep, plan);
   } finally {
     await lock.release();
   }

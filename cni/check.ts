@@ -9,7 +9,7 @@ import { ipamCall, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { canonicalIp, parseCidr } from './ip.js';
 import { ipamCheck } from './ipam.js';
-import { expandIfaceId } from './netconf.js';
+import { ifaceIdOf } from './netconf.js';
 import { connectOvs, ownedPorts, OvsUnavailableError } from './steps/port.js';
 import type { Result, ResultInterface } from './result.js';
 
@@ -53,7 +53,7 @@ async function checkNetdev(ctx: CallContext, state: AttachmentState, prev: Resul
 
 async function checkPort(ctx: CallContext, state: AttachmentState): Promise<void> {
   const { env, conf } = ctx;
-  const expected = expandIfaceId(conf, env);
+  const expected = ifaceIdOf(conf, env);
   if (state.ifaceId !== expected) throw mismatch(`iface-id was ${state.ifaceId}, the config now gives ${expected}`);
   let client;
   try {

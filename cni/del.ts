@@ -9,6 +9,7 @@ import { discover } from '../host/discover.js';
 import type { Lock } from '../host/lock.js';
 import { ATTACH_STEPS, readState, removeState, type AttachmentState } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
+import { ifaceIdOf } from './netconf.js';
 import { undoAttachment } from './undo.js';
 
 function stateOf(ctx: CallContext): AttachmentState | null {
@@ -25,6 +26,16 @@ function representorOf(ctx: CallContext): string | null {
   if (!ctx.conf.deviceId || !ctx.conf.bridge) return null;
   try {
     return endpointFor(discover({ sysfsRoot: ctx.paths.sysfsRoot, devRoot: ctx.paths.devRoot }), ctx.conf.deviceId).representor;
+  } catch {
+    return null;
+  }
+}
+
+/** The logical port a managed-mode ADD would have created, when the runtime sent what names it. */
+function managedLsp(ctx: CallContext): AttachmentState['lsp'] {
+  if (ctx.conf.ovn.mode !== 'managed') return null;
+  try {
+    return { name: ifaceIdOf(ctx.conf, ctx.env), nbdb: ctx.conf.ovn.nbdb };
   } catch {
     return null;
   }
@@ -52,6 +63,7 @@ function assumedState(ctx: CallContext): AttachmentState {
     mark: '',
     representor: representorOf(ctx),
     representorMtu: null,
+    lsp: managedLsp(ctx),
     bridge: conf.bridge,
     ifaceId: null,
     steps: ATTACH_STEPS.filter((s) => s !== 'representor'),

@@ -8,7 +8,8 @@
  */
 import { discover } from '../host/discover.js';
 import { listLinks } from '../host/netns.js';
-import type { OvsdbClient } from '../host/ovsdb.js';
+import { findOwnedLsps } from '../host/ovn-nb.js';
+import { OvsdbClient } from '../host/ovsdb.js';
 import type { HostPaths } from '../host/paths.js';
 import { listStates, readState, removeState, removeStaleTempFiles } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
@@ -16,6 +17,7 @@ import { CniError, ErrorCode } from './errors.js';
 import { ipamGc } from './ipam.js';
 import { attachmentHash, bringHome, networkHash, parseMark } from './steps/netdev.js';
 import { allOwnedPorts, connectOvs, OvsUnavailableError, removeOwnedPort, type OwnedPort } from './steps/port.js';
+import { removePort } from './steps/lsp.js';
 import { undoAttachment } from './undo.js';
 
 /** The VF behind each representor on the node, by PCI address: the key ADD and DEL lock it by. */
@@ -105,6 +107,22 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
         );
         const vfOf = stale.length ? vfsByRepresentor(paths) : new Map<string, string>();
         for (const port of stale) await attempt(`port ${port.name}`, () => collectStalePort(ctx, client, port, vfOf.get(port.name) ?? null));
+      } finally {
+        client.close();
+      }
+    });
+  }
+
+  if (conf.ovn.mode === 'managed') {
+    const nbdb = conf.ovn.nbdb;
+    await attempt('stale logical ports', async () => {
+      const client = await OvsdbClient.connect(nbdb, { connectTimeoutMs: 3000 });
+      try {
+        const stale = (await findOwnedLsps(client)).filter((l) => l.network === conf.name && l.sandbox !== undefined && l.podIfName !== undefined && !isValid(l.sandbox, l.podIfName));
+        for (const l of stale) {
+          log.info('collecting stale logical switch port', { lsp: l.name, containerID: l.sandbox, ifname: l.podIfName });
+          await removePort({ name: l.name, nbdb }, { sandbox: l.sandbox!, podIfName: l.podIfName! }, log);
+        }
       } finally {
         client.close();
       }

@@ -32,12 +32,42 @@ export interface AttachmentRef {
   readonly ifname: string;
 }
 
-export interface OvnOptions {
-  /** iface-id template with `{namespace}` `{pod}` `{podUID}` `{containerID}` `{ifname}` `{network}`. */
-  readonly ifaceId: string;
+/**
+ * Who creates the pod's Logical_Switch_Port and where its addresses come from:
+ * - external: an outside controller creates the LSP named by `ifaceId`; addresses from IPAM;
+ * - managed: vdpa-cni creates (and removes) the LSP on `logicalSwitch` in the OVN NB database;
+ * - ovn-kubernetes: ovnkube-controller does, for the ovn-k `network`; addresses from the pod's
+ *   `k8s.ovn.org/pod-networks` annotation, read from the Kubernetes API.
+ */
+export const OVN_MODES = ['external', 'managed', 'ovn-kubernetes'] as const;
+export type OvnMode = (typeof OVN_MODES)[number];
+
+interface OvnCommon {
   readonly waitInstalled: boolean;
   readonly timeoutMs: number;
 }
+
+export type OvnOptions =
+  | (OvnCommon & {
+      readonly mode: 'external';
+      /** iface-id template with `{namespace}` `{pod}` `{podUID}` `{containerID}` `{ifname}` `{network}`. */
+      readonly ifaceId: string;
+    })
+  | (OvnCommon & {
+      readonly mode: 'managed';
+      readonly ifaceId: string;
+      /** An existing logical switch in the NB database. */
+      readonly logicalSwitch: string;
+      /** OVN Northbound OVSDB remote. */
+      readonly nbdb: string;
+    })
+  | (OvnCommon & {
+      readonly mode: 'ovn-kubernetes';
+      /** `default` (the cluster default network) or the NAD key `namespace/name` of an ovn-k network. */
+      readonly network: string;
+      /** How long to wait for ovnkube-controller's annotation. */
+      readonly annotationTimeoutMs: number;
+    });
 
 export interface NetConf {
   readonly cniVersion: CniVersion;
@@ -56,6 +86,8 @@ export interface NetConf {
   readonly bridge: string;
   readonly ovsdb: string;
   readonly ovn: OvnOptions;
+  /** kubeconfig file for the Kubernetes API (ovn-kubernetes mode); null: the in-cluster service account. */
+  readonly kubeconfig: string | null;
   readonly logFile: string | null;
   readonly logLevel: LogLevel;
   /** Parsed for ADD (chained) and CHECK; DEL ignores it so a bad one never blocks cleanup. */
@@ -67,9 +99,15 @@ export interface NetConf {
 export const DEFAULTS = {
   bridge: 'br-int',
   ovsdb: DEFAULT_OVSDB,
-  ifaceId: '{namespace}_{pod}',
+  /**
+   * Never a name ovn-kubernetes gives its own ports: those are `<ns>_<pod>` (two parts) and
+   * `<ns>.<nad>_<ns>_<pod>` (first part without "-"); ours has three parts and a "-" in the first.
+   */
+  ifaceId: 'vdpa-{network}_{namespace}_{pod}',
+  nbdb: 'unix:/var/run/ovn/ovnnb_db.sock',
   waitInstalled: true,
   timeoutMs: 30_000,
+  annotationTimeoutMs: 30_000,
   logLevel: 'info' as LogLevel,
 };
 
@@ -219,8 +257,15 @@ function parseOvsdb(o: Obj, d: Decoder): string {
   return ovsdb;
 }
 
-function parseOvn(o: Obj, d: Decoder): OvnOptions {
-  const ovn = d.optObject(o, 'ovn', '') ?? {};
+function parseTimeout(ovn: Obj, key: string, fallback: number, d: Decoder): number {
+  const t = ovn[key];
+  if (t === undefined) return fallback;
+  const ms = typeof t === 'string' ? parseDuration(t) : null;
+  if (ms === null || ms <= 0) d.fail(`ovn.${key}`, `${JSON.stringify(t)} must be a duration such as "30s" or "500ms"`);
+  return ms;
+}
+
+function parseIfaceId(ovn: Obj, d: Decoder): string {
   const ifaceId = d.optString(ovn, 'ifaceId', 'ovn') ?? DEFAULTS.ifaceId;
   if (!ifaceId) d.fail('ovn.ifaceId', 'must not be empty');
   const keys = templateKeys(ifaceId, 'ovn.ifaceId', d);
@@ -228,14 +273,53 @@ function parseOvn(o: Obj, d: Decoder): OvnOptions {
   if (!keys.some((k) => POD_KEYS.includes(k))) {
     d.fail('ovn.ifaceId', `"${ifaceId}" names no pod: use at least one of ${POD_KEYS.map((k) => `{${k}}`).join(', ')}`);
   }
-  let timeoutMs = DEFAULTS.timeoutMs;
-  const t = ovn.timeout;
-  if (t !== undefined) {
-    const ms = typeof t === 'string' ? parseDuration(t) : null;
-    if (ms === null || ms <= 0) d.fail('ovn.timeout', `${JSON.stringify(t)} must be a duration such as "30s" or "500ms"`);
-    timeoutMs = ms;
+  return ifaceId;
+}
+
+/** Kubernetes object names: DNS-1123 labels or subdomains. */
+const K8S_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+function parseOvn(o: Obj, hasIpam: boolean, d: Decoder): OvnOptions {
+  const ovn = d.optObject(o, 'ovn', '') ?? {};
+  const mode = ovn.mode ?? 'external';
+  if (!(OVN_MODES as readonly unknown[]).includes(mode)) d.fail('ovn.mode', `${JSON.stringify(mode)} must be one of ${OVN_MODES.join(', ')}`);
+  const common = { waitInstalled: d.optBool(ovn, 'waitInstalled', 'ovn') ?? DEFAULTS.waitInstalled, timeoutMs: parseTimeout(ovn, 'timeout', DEFAULTS.timeoutMs, d) };
+  const notHere = (key: string) => {
+    if (ovn[key] !== undefined) d.fail(`ovn.${key}`, `is not used in ovn.mode "${String(mode)}"`);
+  };
+  switch (mode as OvnMode) {
+    case 'external':
+      for (const k of ['logicalSwitch', 'nbdb', 'network', 'annotationTimeout']) notHere(k);
+      return { mode: 'external', ifaceId: parseIfaceId(ovn, d), ...common };
+    case 'managed': {
+      for (const k of ['network', 'annotationTimeout']) notHere(k);
+      const logicalSwitch = d.optString(ovn, 'logicalSwitch', 'ovn');
+      if (!logicalSwitch) d.fail('ovn.logicalSwitch', 'is required in ovn.mode "managed": the existing logical switch the port goes on');
+      const nbdb = d.optString(ovn, 'nbdb', 'ovn') ?? DEFAULTS.nbdb;
+      const problem = ovsdbRemoteProblem(nbdb);
+      if (problem) d.fail('ovn.nbdb', `"${nbdb}" ${problem}`);
+      return { mode: 'managed', ifaceId: parseIfaceId(ovn, d), logicalSwitch, nbdb, ...common };
+    }
+    case 'ovn-kubernetes': {
+      for (const k of ['ifaceId', 'logicalSwitch', 'nbdb']) {
+        if (ovn[k] !== undefined) d.fail(`ovn.${k}`, 'is not used in ovn.mode "ovn-kubernetes": ovnkube-controller names and creates the port');
+      }
+      if (hasIpam) d.fail('ipam', 'must not be set in ovn.mode "ovn-kubernetes": the addresses are the ones ovnkube-controller assigned (k8s.ovn.org/pod-networks)');
+      const network = d.optString(ovn, 'network', 'ovn') ?? 'default';
+      const parts = network.split('/');
+      if (network !== 'default' && !(parts.length === 2 && parts.every((p) => K8S_NAME.test(p)))) {
+        d.fail('ovn.network', `"${network}" must be "default" or the namespace/name of an ovn-kubernetes NetworkAttachmentDefinition`);
+      }
+      return { mode: 'ovn-kubernetes', network, annotationTimeoutMs: parseTimeout(ovn, 'annotationTimeout', DEFAULTS.annotationTimeoutMs, d), ...common };
+    }
   }
-  return { ifaceId, waitInstalled: d.optBool(ovn, 'waitInstalled', 'ovn') ?? DEFAULTS.waitInstalled, timeoutMs };
+}
+
+function parseKubeconfig(o: Obj, d: Decoder): string | null {
+  const file = d.optString(o, 'kubeconfig', '');
+  if (file === undefined) return null;
+  if (!file.startsWith('/')) d.fail('kubeconfig', `"${file}" must be an absolute path`);
+  return file;
 }
 
 function parseAttachments(o: Obj, d: Decoder): AttachmentRef[] {
@@ -263,6 +347,8 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
   if (logFile && !logFile.startsWith('/')) d.fail('logFile', `"${logFile}" must be an absolute path`);
   const logLevel = o.logLevel ?? DEFAULTS.logLevel;
   if (!isLogLevel(logLevel)) d.fail('logLevel', `${JSON.stringify(logLevel)} must be debug, info, warn or error`);
+  const ovn = parseOvn(o, ipam !== undefined, d);
+  if (ovn.mode !== 'external' && bridge === '') d.fail('bridge', `must name the integration bridge in ovn.mode "${ovn.mode}"`);
   const wantsPrev = (command === 'ADD' || command === 'CHECK') && o.prevResult !== undefined && o.prevResult !== null;
   return {
     cniVersion,
@@ -277,7 +363,8 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
     ipamType: ipamType || null,
     bridge,
     ovsdb: parseOvsdb(o, d),
-    ovn: parseOvn(o, d),
+    ovn,
+    kubeconfig: parseKubeconfig(o, d),
     logFile,
     logLevel,
     prevResult: wantsPrev ? parseResult(o.prevResult, 'prevResult', d) : null,
@@ -294,8 +381,22 @@ const TEMPLATE_SOURCE: Record<TemplateKey, string> = {
   network: 'the network config has no name',
 };
 
+/** ovn-k's names: `<ns>_<pod>` on the default network, `<nad key, "/" and "-" as ".">_<ns>_<pod>` on others. */
+export function ovnkIfaceId(network: string, namespace: string, pod: string): string {
+  const port = `${namespace}_${pod}`;
+  return network === 'default' ? port : `${network.replaceAll('-', '.').replaceAll('/', '.')}_${port}`;
+}
+
+/** The Logical_Switch_Port name of this attachment in each mode; a value the caller did not send is a code 7. */
+export function ifaceIdOf(conf: NetConf, env: CniEnv): string {
+  if (conf.ovn.mode !== 'ovn-kubernetes') return expandIfaceId(conf, conf.ovn.ifaceId, env);
+  const { podNamespace, podName } = env.args;
+  if (!podNamespace || !podName) throw new CniError(ErrorCode.InvalidEnv, 'CNI_ARGS: K8S_POD_NAMESPACE and K8S_POD_NAME are required in ovn.mode "ovn-kubernetes"');
+  return ovnkIfaceId(conf.ovn.network, podNamespace, podName);
+}
+
 /** Fills the iface-id template; a placeholder whose value the caller did not send is a code 7. */
-export function expandIfaceId(conf: NetConf, env: CniEnv): string {
+export function expandIfaceId(conf: NetConf, template: string, env: CniEnv): string {
   const values: Record<TemplateKey, string | null> = {
     namespace: env.args.podNamespace,
     pod: env.args.podName,
@@ -305,8 +406,8 @@ export function expandIfaceId(conf: NetConf, env: CniEnv): string {
     network: conf.name,
   };
   const d: Decoder = new Decoder(ErrorCode.InvalidConfig);
-  for (const key of templateKeys(conf.ovn.ifaceId, 'ovn.ifaceId', d)) {
-    if (!values[key]) d.fail('ovn.ifaceId', `"${conf.ovn.ifaceId}" needs {${key}}, but ${TEMPLATE_SOURCE[key]}`);
+  for (const key of templateKeys(template, 'ovn.ifaceId', d)) {
+    if (!values[key]) d.fail('ovn.ifaceId', `"${template}" needs {${key}}, but ${TEMPLATE_SOURCE[key]}`);
   }
-  return conf.ovn.ifaceId.replace(/\{([^{}]*)\}/g, (_, k: TemplateKey) => values[k] ?? '');
+  return template.replace(/\{([^{}]*)\}/g, (_, k: TemplateKey) => values[k] ?? '');
 }

@@ -2,7 +2,7 @@
  * Undoing an attachment from its journal: the one routine behind DEL, the rollback of a failed
  * ADD, the reclaim of a VF whose previous pod was never deleted, and GC. It calls each recorded
  * step's undo (cni/steps/) in this order: representor down → port removed (and applied by
- * ovs-vswitchd) → netdev back in the host → IPAM released. The read-only lookups (where is the
+ * ovs-vswitchd) → logical port removed (managed mode) → netdev back in the host → IPAM released. The read-only lookups (where is the
  * netdev, which ports are ours) run alongside the first. Best effort: every undo runs even when
  * an earlier one failed; the failures are reported together at the end.
  */
@@ -11,6 +11,7 @@ import type { AttachmentState } from '../host/state.js';
 import type { IpamCall } from './ipam.js';
 import { releaseAddresses } from './steps/ipam.js';
 import { bringHome, findNetdev, returnRequestFor } from './steps/netdev.js';
+import { removePort } from './steps/lsp.js';
 import { findAttachmentPorts, removeOwnedPort } from './steps/port.js';
 import { representorDown, representorDownCommand } from './steps/representor.js';
 
@@ -65,6 +66,9 @@ export async function undoAttachment(state: AttachmentState, opts: UndoOptions):
       ovs.client.close();
     }
   }
+  // The logical port after the OVS port: ovn-controller unbinds a port whose Interface went first.
+  const lsp = state.lsp;
+  if (done.has('lsp') && lsp) await attempt('remove logical port', () => removePort(lsp, { sandbox: state.containerId, podIfName: state.ifname }, log));
   if (found) {
     const home = await attempt('return netdev', () => bringHome(found, netdev, log));
     if (home) log.info('returned netdev to the host', { netdev: home.name, from: found.where });

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { VdpaDriver } from './snapshot.js';
 
 /** Host changes an ADD makes, in order (cni/steps/ holds each one's do and undo). */
-export const ATTACH_STEPS = ['ipam', 'port', 'netdev', 'representor'] as const;
+export const ATTACH_STEPS = ['ipam', 'lsp', 'port', 'netdev', 'representor'] as const;
 export type AttachStep = (typeof ATTACH_STEPS)[number];
 
 /** What a pod cannot change about a netdev (cni/steps/netdev.ts). */
@@ -40,6 +40,8 @@ export interface AttachmentState {
   readonly representor: string | null;
   /** The representor's MTU before ADD (ADD sets the pod's MTU on it), restored on DEL. */
   readonly representorMtu: number | null;
+  /** The Logical_Switch_Port vdpa-cni created (ovn.mode "managed"), and the NB database it is in. */
+  readonly lsp: { readonly name: string; readonly nbdb: string } | null;
   /** "" when the attachment has no OVS port. */
   readonly bridge: string;
   readonly ifaceId: string | null;
@@ -93,6 +95,7 @@ function parseState(file: string, text: string): AttachmentState {
   const opt = (key: string, ok: (x: unknown) => boolean) => o[key] === undefined || need(key, ok);
   const numOrNull = (x: unknown) => x === null || (typeof x === 'number' && Number.isInteger(x) && x > 0);
   opt('network', isStr);
+  opt('lsp', (x) => x === null || (typeof x === 'object' && typeof (x as Record<string, unknown>).name === 'string' && typeof (x as Record<string, unknown>).nbdb === 'string'));
   for (const k of ['netdevMac']) opt(k, strOrNull);
   for (const k of ['netdevMtu', 'representorMtu']) opt(k, numOrNull);
   opt('netdevIdentity', (x) => {
@@ -102,7 +105,7 @@ function parseState(file: string, text: string): AttachmentState {
   });
   need('driver', (x) => x === 'virtio' || x === 'vhost');
   need('steps', (x) => Array.isArray(x) && x.every((s) => (ATTACH_STEPS as readonly unknown[]).includes(s)));
-  const defaults = { network: '', netdevMac: null, netdevMtu: null, netdevIdentity: null, representorMtu: null };
+  const defaults = { network: '', netdevMac: null, netdevMtu: null, netdevIdentity: null, representorMtu: null, lsp: null };
   return { ...defaults, ...o } as unknown as AttachmentState;
 }
 

@@ -46,7 +46,7 @@ const cases: Case[] = [
     conf: { ...good, bridge: 'br-int' },
     args: 'IgnoreUnknown=1;K8S_POD_NAME=p',
     code: 7,
-    msg: /ovn.ifaceId: "\{namespace\}_\{pod\}" needs \{namespace\}, but CNI_ARGS has no K8S_POD_NAMESPACE/,
+    msg: /ovn.ifaceId: "vdpa-\{network\}_\{namespace\}_\{pod\}" needs \{namespace\}, but CNI_ARGS has no K8S_POD_NAMESPACE/
   },
   {
     name: 'OVS plugging of a device without a representor',

@@ -34,7 +34,7 @@ const conf = (vf: number, pod: Pod) => ({
   type: 'vdpa-cni',
   deviceID: b.vfs[vf]!.pci,
   runtimeConfig: { mac: pod.mac },
-  ovn: { timeout: '60s' },
+  ovn: { ifaceId: '{namespace}_{pod}', timeout: '60s' },
 });
 const call = (verb: string, vf: number, pod: Pod) =>
   cni(b, verb, conf(vf, pod), {

@@ -39,7 +39,8 @@ function conf(vf: number, p: Pod, extra: Record<string, unknown> = {}) {
     deviceID: b.vfs[vf]!.pci,
     runtimeConfig: { mac: p.mac },
     ipam: { type: 'test-ipam', address: `${p.ip}/24`, gateway: '10.82.0.1' },
-    ovn: { timeout: '20s' },
+    // A NAD author may name the port as ovn-kubernetes names the pod's own: the plug must still not take ovn-k's.
+    ovn: { ifaceId: '{namespace}_{pod}', timeout: '20s' },
     ...extra,
   };
 }
@@ -258,7 +259,7 @@ test('rule 10: the VF comes back with its own MAC and MTU and the representor wi
 test('rule 11: at debug level the log shows the verb, the redacted netconf, the CNI_ARGS used and the deviceID with its source; errors carry the cniVersion', async () => {
   const a = await pod('a');
   const logFile = join(b.dir, 'debug.log');
-  const extra = { logFile, logLevel: 'debug', kubeconfig: { token: 'sekrit-token', server: 'https://api' } };
+  const extra = { logFile, logLevel: 'debug', vendor: { apiToken: 'sekrit-token', server: 'https://api' } };
   assert.is((await call('ADD', 0, a, extra)).code, 0);
   const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   const first = lines.find((l) => l.msg === 'call')!;
@@ -267,7 +268,7 @@ test('rule 11: at debug level the log shows the verb, the redacted netconf, the 
   assert.is(first.deviceID, b.vfs[0]!.pci);
   assert.is(first.deviceIDSource, 'deviceID');
   assert.equal(first.cniArgs, { podNamespace: ns, podName: a.name });
-  assert.is((first.netconf as { kubeconfig: { token: string } }).kubeconfig.token, '[redacted]');
+  assert.equal((first.netconf as { vendor: unknown }).vendor, { apiToken: '[redacted]', server: 'https://api' });
   assert.not.match(readFileSync(logFile, 'utf8'), 'sekrit-token');
   assert.is((await call('DEL', 0, a, extra)).code, 0);
   const bad = await call('ADD', 0, a, { ...extra, cniVersion: '1.0.0', deviceID: '0000:99:00.7' });

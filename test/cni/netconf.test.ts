@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseCniArgs } from '../../cni/args.js';
 import { CniError } from '../../cni/errors.js';
-import { expandIfaceId, parseDuration, parseEnv, parseNetConf, type Command } from '../../cni/netconf.js';
+import { ifaceIdOf, parseDuration, parseEnv, parseNetConf, type Command } from '../../cni/netconf.js';
 
 const base = { cniVersion: '1.0.0', name: 'net1', type: 'vdpa-cni' };
 const conf = (extra: Record<string, unknown> = {}, cmd: Command = 'ADD') =>
@@ -24,7 +24,7 @@ test('defaults', () => {
   const c = conf();
   assert.is(c.bridge, 'br-int');
   assert.is(c.ovsdb, 'unix:/var/run/openvswitch/db.sock');
-  assert.equal(c.ovn, { ifaceId: '{namespace}_{pod}', waitInstalled: true, timeoutMs: 30_000 });
+  assert.equal(c.ovn, { mode: 'external', ifaceId: 'vdpa-{network}_{namespace}_{pod}', waitInstalled: true, timeoutMs: 30_000 });
   assert.is(c.deviceId, null);
   assert.is(c.ipamType, null);
   assert.is(c.logLevel, 'info');
@@ -108,10 +108,29 @@ test('iface-id template: every placeholder, and missing values name their source
     CNI_ARGS: 'K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_UID=u',
   });
   const c = conf({ ovn: { ifaceId: '{network}_{namespace}_{pod}_{podUID}_{containerID}_{ifname}' } });
-  assert.is(expandIfaceId(c, env), 'net1_ns_p_u_c1_net1');
+  assert.is(ifaceIdOf(c, env), 'net1_ns_p_u_c1_net1');
   const podman = parseEnv({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: '/x', CNI_IFNAME: 'eth0', CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=p' });
-  fails(() => expandIfaceId(conf(), podman), 7, /needs \{namespace\}, but CNI_ARGS has no K8S_POD_NAMESPACE/);
-  assert.is(expandIfaceId(conf({ ovn: { ifaceId: 'pod_{pod}' } }), podman), 'pod_p');
+  fails(() => ifaceIdOf(conf(), podman), 7, /needs \{namespace\}, but CNI_ARGS has no K8S_POD_NAMESPACE/);
+  assert.is(ifaceIdOf(conf({ ovn: { ifaceId: 'pod_{pod}' } }), podman), 'pod_p');
+  assert.is(ifaceIdOf(conf(), env), 'vdpa-net1_ns_p', 'the default names no port ovn-kubernetes would name');
+  assert.is(ifaceIdOf(conf({ ovn: { mode: 'ovn-kubernetes' } }), env), 'ns_p', "ovn-k's name on the default network");
+  assert.is(ifaceIdOf(conf({ ovn: { mode: 'ovn-kubernetes', network: 'ovnt/l2-net' } }), env), 'ovnt.l2.net_ns_p', 'and on a secondary one');
+});
+
+test('ovn.mode: each mode takes its own keys and refuses the others\'', () => {
+  assert.equal(conf({ ovn: { mode: 'managed', logicalSwitch: 'ls0' } }).ovn, {
+    mode: 'managed', ifaceId: 'vdpa-{network}_{namespace}_{pod}', logicalSwitch: 'ls0', nbdb: 'unix:/var/run/ovn/ovnnb_db.sock', waitInstalled: true, timeoutMs: 30_000,
+  });
+  fails(() => conf({ ovn: { mode: 'managed' } }), 7, /^ovn\.logicalSwitch: is required in ovn\.mode "managed"/);
+  fails(() => conf({ ovn: { mode: 'managed', logicalSwitch: 'ls0', nbdb: 'ovnnb' } }), 7, /^ovn\.nbdb: "ovnnb" /);
+  fails(() => conf({ ovn: { mode: 'bogus' } }), 7, /^ovn\.mode: "bogus" must be one of external, managed, ovn-kubernetes/);
+  fails(() => conf({ ovn: { logicalSwitch: 'ls0' } }), 7, /^ovn\.logicalSwitch: is not used in ovn\.mode "external"/);
+  fails(() => conf({ ipam: { type: 'static' }, ovn: { mode: 'ovn-kubernetes' } }), 7, /^ipam: must not be set in ovn\.mode "ovn-kubernetes"/);
+  fails(() => conf({ ovn: { mode: 'ovn-kubernetes', ifaceId: '{pod}' } }), 7, /^ovn\.ifaceId: is not used in ovn\.mode "ovn-kubernetes"/);
+  fails(() => conf({ ovn: { mode: 'ovn-kubernetes', network: 'Not/Valid_' } }), 7, /^ovn\.network: "Not\/Valid_" must be "default" or the namespace\/name/);
+  fails(() => conf({ bridge: '', ovn: { mode: 'ovn-kubernetes' } }), 7, /^bridge: must name the integration bridge/);
+  fails(() => conf({ kubeconfig: 'kube.yaml', ovn: { mode: 'ovn-kubernetes' } }), 7, /^kubeconfig: "kube\.yaml" must be an absolute path/);
+  assert.equal(conf({ ovn: { mode: 'ovn-kubernetes', annotationTimeout: '5s' } }).ovn, { mode: 'ovn-kubernetes', network: 'default', annotationTimeoutMs: 5000, waitInstalled: true, timeoutMs: 30_000 });
 });
 
 test('durations', () => {

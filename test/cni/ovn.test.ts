@@ -34,7 +34,8 @@ function conf(i: number, pod: string, extra: Record<string, unknown> = {}) {
     mtu: 1400,
     runtimeConfig: { mac: macOf(pod) },
     ipam: { type: 'test-ipam', address: `${ipOf(pod)}/24`, gateway: '10.81.0.1' },
-    ovn: { timeout: '20s' },
+    // The LSP an outside controller (here the test) creates is named as ovn-kubernetes would.
+    ovn: { ifaceId: '{namespace}_{pod}', timeout: '20s' },
     ...extra,
   };
 }

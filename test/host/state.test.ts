@@ -21,6 +21,7 @@ const sample: AttachmentState = {
   mark: 'vdpa-cni/x/eth5',
   representor: 'pf0vf0',
   representorMtu: 1500,
+  lsp: null,
   bridge: 'br-int',
   ifaceId: 'ns_p',
   steps: ['ipam'],

@@ -1,0 +1,79 @@
+/**
+ * Step "lsp" (ovn.mode "managed"): the pod's Logical_Switch_Port, created by vdpa-cni on an
+ * existing logical switch with the pod's MAC and addresses as `addresses` and `port_security`,
+ * and removed again; host/ovn-nb.ts holds the guarded writes. A port we did not create is never
+ * touched; one of ours that serves another attachment is replaced only when that attachment is
+ * gone (cni/gone.ts).
+ */
+import type { Logger } from '../../host/log.js';
+import { createLsp, deleteLsp, LogicalSwitchMissingError, LspConflictError, type OwnedLsp } from '../../host/ovn-nb.js';
+import { OvsdbClient } from '../../host/ovsdb.js';
+import { readState } from '../../host/state.js';
+import { CniError, ErrorCode } from '../errors.js';
+import { attachmentGone } from '../gone.js';
+import { parseCidr } from '../ip.js';
+import type { Result } from '../result.js';
+
+const CONNECT_TIMEOUT_MS = 3000;
+
+export interface LspRequest {
+  readonly nbdb: string;
+  readonly logicalSwitch: string;
+  readonly name: string;
+  readonly mac: string | null;
+  readonly addresses: Result;
+  readonly sandbox: string;
+  readonly podIfName: string;
+  readonly network: string;
+  readonly podUid: string | null;
+}
+
+async function connectNb(nbdb: string): Promise<OvsdbClient> {
+  try {
+    return await OvsdbClient.connect(nbdb, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  } catch (err) {
+    throw new CniError(ErrorCode.TryAgainLater, `OVN Northbound database at ${nbdb} is unreachable: ${(err as Error).message}`, 'is ovn-central running, and is "ovn.nbdb" right?');
+  }
+}
+
+/** `"<mac> <ip> …"`: OVN's form for a port's addresses (IPs without their prefix). */
+export function lspAddresses(mac: string, addresses: Result): string {
+  return [mac, ...addresses.ips.map((a) => parseCidr(a.address)?.ip ?? a.address)].join(' ');
+}
+
+/** Do. */
+export async function createPort(req: LspRequest, stateDir: string, log: Logger): Promise<void> {
+  const replaceable = async (h: OwnedLsp): Promise<boolean> => {
+    if (h.sandbox === undefined || h.podIfName === undefined) return false;
+    const state = readState(stateDir, h.sandbox, h.podIfName);
+    const gone = state ? await attachmentGone(state) : 'no attachment state records it';
+    if (gone) log.warn('replacing a logical port of an attachment that is gone', { lsp: h.name, previousContainerID: h.sandbox, previousIfname: h.podIfName, why: gone });
+    return gone !== null;
+  };
+  const entry = req.mac ? lspAddresses(req.mac, req.addresses) : 'unknown';
+  if (!req.mac) log.warn('no MAC for the logical port; it allows any address (set "mac" or runtimeConfig.mac)', { lsp: req.name });
+  const client = await connectNb(req.nbdb);
+  try {
+    const spec = { logicalSwitch: req.logicalSwitch, name: req.name, addresses: entry, portSecurity: req.mac ? entry : null, sandbox: req.sandbox, podIfName: req.podIfName, network: req.network, ifaceIdVer: req.podUid };
+    const { created } = await createLsp(client, spec, replaceable);
+    log.info(created ? 'created logical switch port' : 'updated logical switch port', { lsp: req.name, logicalSwitch: req.logicalSwitch, addresses: entry });
+  } catch (err) {
+    if (err instanceof LspConflictError) throw new CniError(err.ours ? ErrorCode.TryAgainLater : ErrorCode.InvalidConfig, err.message);
+    if (err instanceof LogicalSwitchMissingError) throw new CniError(ErrorCode.InvalidConfig, `ovn.logicalSwitch: ${err.message}`);
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
+/** Undo: only while the port is ours and serves this attachment. */
+export async function removePort(lsp: { readonly name: string; readonly nbdb: string }, owner: { readonly sandbox: string; readonly podIfName: string }, log: Logger): Promise<void> {
+  const client = await connectNb(lsp.nbdb);
+  try {
+    const r = await deleteLsp(client, lsp.name, owner);
+    if (r === 'removed') log.info('removed logical switch port', { lsp: lsp.name });
+    else log.info('logical switch port already gone or not ours; left alone', { lsp: lsp.name, status: r });
+  } finally {
+    client.close();
+  }
+}
