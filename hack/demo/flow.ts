@@ -1,8 +1,9 @@
 /**
  * The end-to-end flow on the simulated node (hack/sim/up.sh), shared by `npm run demo` and
  * test/e2e: the built device plugin against the fixture NIC → the kubelet stand-in registers it,
- * follows ListAndWatch and allocates VFs to pods → an OVN controller stand-in creates each pod's
- * Logical_Switch_Port → the Multus stand-in runs the built vdpa-cni → pods ping through OVN →
+ * follows ListAndWatch and allocates VFs to pods → the Multus stand-in runs the built vdpa-cni,
+ * which creates each pod's Logical_Switch_Port itself (ovn.mode "managed": no OVN controller or
+ * stand-in creates logical ports) → pods ping through OVN →
  * a vhost pod → a kubelet restart → pods deleted, node back as it was. Every check is an
  * assertion: the flow throws at the first one that fails, after cleaning up what it created.
  */
@@ -19,7 +20,7 @@ import { MultusStandIn, parseNad, type Attachment, type NetworkAttachmentDefinit
 import { BRIDGE, ovsInterface, ovsPort, ping, run } from '../../test/support/ovn.js';
 import { CNI_BIN, DP_BIN } from '../../test/support/paths.js';
 import { readSimNode, type SimNode, type SimVf } from '../sim/node.js';
-import { NAMESPACE, PODS, podAddress, VHOST_NAD, VHOST_RESOURCE, VIRTIO_NAD, VIRTIO_RESOURCE, type DemoPod } from './networks.js';
+import { lspName, NAMESPACE, PODS, podAddress, VHOST_NAD, VHOST_RESOURCE, VIRTIO_NAD, VIRTIO_RESOURCE, type DemoPod } from './networks.js';
 
 /** Where the flow tells what it does; the demo prints it, the test keeps it quiet. */
 export interface Narrator {
@@ -259,7 +260,7 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
       spec,
       sandbox: { namespace: NAMESPACE, name: spec.name, uid, containerId: randomBytes(32).toString('hex'), netns: `/run/netns/${netnsName}` },
       netnsName,
-      lsp: `${NAMESPACE}_${spec.name}`,
+      lsp: lspName(spec.network, spec.name),
       ...addr,
       vf,
       allocation: response,
@@ -269,9 +270,6 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
     say.say(`kubelet: ${spec.name} asks for 1 × ${spec.resource}; the device plugin allocates VF ${id} (${vf.vdpa}, ${vf.driver})`);
     await must('ip', ['netns', 'add', netnsName]);
     await must('ip', ['-n', netnsName, 'link', 'set', 'lo', 'up']);
-    // What ovnkube-controller does for a new pod: a port named <namespace>_<pod> with its addresses.
-    await must('ovn-nbctl', ['lsp-add', node.logicalSwitch, pod.lsp, '--', 'lsp-set-addresses', pod.lsp, `${addr.mac} ${addr.ip}`]);
-    say.say(`OVN controller: Logical_Switch_Port ${pod.lsp} on ${node.logicalSwitch} with "${addr.mac} ${addr.ip}"`);
     pod.attachments = await multus.add(
       pod.sandbox,
       [{ name: spec.network, mac: addr.mac, ips: [addr.cidr] }],
@@ -319,6 +317,9 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
     assert.equal(port?.bridge, BRIDGE, `${pod.vf.representor} is a port of ${BRIDGE}`);
     assert.equal(port?.otherConfig.transient, 'true', `${pod.vf.representor}: other_config:transient`);
     say.say(`${pod.spec.name}: representor ${pod.vf.representor} on ${BRIDGE}, iface-id=${pod.lsp}, ovn-installed=true`);
+    const lsp = (await must('ovn-nbctl', ['--bare', '--columns=addresses,external_ids', 'find', 'Logical_Switch_Port', `name="${pod.lsp}"`])).trim();
+    assert.match(lsp, new RegExp(`^${pod.mac} ${pod.ip}\n.*vdpa-k8s-owner=vdpa-cni`, 's'), `${pod.lsp}: created by vdpa-cni with the pod's addresses`);
+    say.say(`${pod.spec.name}: vdpa-cni created Logical_Switch_Port ${pod.lsp} on ${node.logicalSwitch} with "${pod.mac} ${pod.ip}"`);
     checkStatus(pod, a);
   }
 
@@ -369,7 +370,6 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
       pod.attachments = [];
     }
     await run('ip', ['netns', 'delete', pod.netnsName]);
-    await run('ovn-nbctl', ['--if-exists', 'lsp-del', pod.lsp]);
     kubelet?.release(pod.sandbox.uid, pod.spec.resource);
     pods.splice(pods.indexOf(pod), 1);
   }
@@ -394,7 +394,7 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
     assert.deepEqual(kubelet.healthy(VIRTIO_RESOURCE).sort(), expectIds('virtio'), `${VIRTIO_RESOURCE} devices`);
     assert.deepEqual(kubelet.healthy(VHOST_RESOURCE).sort(), expectIds('vhost'), `${VHOST_RESOURCE} devices`);
 
-    say.step('Two pods on virtio VFs', 'For each pod the kubelet allocates a VF, an OVN controller creates the pod\'s logical port, and Multus calls vdpa-cni: the VF\'s virtio netdev moves into the pod and its representor joins br-int.');
+    say.step('Two pods on virtio VFs', 'For each pod the kubelet allocates a VF and Multus calls vdpa-cni: it creates the pod\'s logical port in OVN (managed mode, no OVN controller needed), the VF\'s virtio netdev moves into the pod and its representor joins br-int.');
     const a = await startPod(0);
     const b = await startPod(1);
     for (const pod of [a, b]) {
@@ -441,13 +441,14 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
     say.step('The pods are deleted', 'Multus calls vdpa-cni DEL for each pod: the VF goes back to the host under its original name and its representor leaves br-int; the kubelet frees the devices.');
     for (const pod of [...pods]) {
       await deletePod(pod);
-      say.say(`Multus: vdpa-cni DEL for ${pod.spec.name} took ${fmt(del[pod.spec.name]!)}; netns and ${pod.lsp} removed`);
+      say.say(`Multus: vdpa-cni DEL for ${pod.spec.name} took ${fmt(del[pod.spec.name]!)}; its logical port ${pod.lsp} removed by vdpa-cni`);
     }
     for (const vf of node.vfs) {
       assert.ok(link(null, vf.netdev), `${vf.netdev} is back in the host under its original name`);
       assert.equal(await ovsInterface(vf.representor), undefined, `${vf.representor} is off ${BRIDGE}`);
     }
-    assert.deepEqual(await podPorts(PODS.map((p) => `${NAMESPACE}_${p.name}`)), [], `${BRIDGE} has no pod ports`);
+    assert.deepEqual(await podPorts(PODS.map((p) => lspName(p.network, p.name))), [], `${BRIDGE} has no pod ports`);
+    assert.equal((await run('ovn-nbctl', ['lsp-list', node.logicalSwitch])).stdout.trim(), '', `vdpa-cni removed every logical port it created on ${node.logicalSwitch}`);
     say.say(`every VF netdev is back in the host (${node.vfs.map((v) => v.netdev).join(', ')}); ${BRIDGE} has no pod ports`);
     await kubelet.plugins();
     const end = kubelet.usage();

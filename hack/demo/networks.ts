@@ -1,11 +1,15 @@
 /**
  * What a cluster would hold for the demo: the two NetworkAttachmentDefinitions (as
- * build/manifests/networks.yaml declares them) and the pods that use them. Pod addresses are what
- * an OVN controller hands out: a MAC derived from the IP, as ovn-kubernetes does (0a:58 + IPv4).
+ * build/manifests/networks.yaml declares them) and the pods that use them. The networks run in
+ * ovn.mode "managed": vdpa-cni creates each pod's logical port on the node's logical switch
+ * itself, so no OVN controller is needed. Pod addresses come from the pod's network selection; the
+ * MAC is derived from the IP, as ovn-kubernetes does (0a:58 + IPv4).
  */
 import { RESOURCE_PREFIX, VHOST_POOL, VIRTIO_POOL } from '../sim/node.js';
 
 export const NAMESPACE = 'demo';
+/** The logical switch hack/sim/up.sh creates for the pods. */
+export const LOGICAL_SWITCH = 'vdpa-sim';
 export const VIRTIO_RESOURCE = `${RESOURCE_PREFIX}/${VIRTIO_POOL}`;
 export const VHOST_RESOURCE = `${RESOURCE_PREFIX}/${VHOST_POOL}`;
 
@@ -17,8 +21,12 @@ function networkConfig(name: string): string {
     type: 'vdpa-cni',
     capabilities: { deviceID: true, CNIDeviceInfoFile: true, mac: true, ips: true },
     ipam: { type: 'static' },
+    ovn: { mode: 'managed', logicalSwitch: LOGICAL_SWITCH },
   });
 }
+
+/** The name vdpa-cni gives a pod's logical port in managed mode (its default iface-id template). */
+export const lspName = (network: string, pod: string): string => `vdpa-${network}_${NAMESPACE}_${pod}`;
 
 function nad(name: string, resource: string) {
   return {
