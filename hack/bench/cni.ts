@@ -58,7 +58,7 @@ async function oursRound(r: number): Promise<void> {
   const mac = `0a:02:00:00:00:${(r & 255).toString(16).padStart(2, '0')}`;
   await ovn.addLogicalPort(ls, `${ns}_${pod}`, mac, []);
   const netns = b.netns(pod);
-  const conf = { cniVersion: '1.0.0', name: 'bench', type: 'vdpa-cni', deviceID: ours.pci, runtimeConfig: { mac } };
+  const conf = { cniVersion: '1.0.0', name: 'bench', type: 'vdpa-cni', deviceID: ours.pci, runtimeConfig: { mac }, ovn: { ifaceId: '{namespace}_{pod}' } };
   const c = { containerId: `ctr-${pod}`, netns, args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${pod}` };
   let out = { code: 0 as number | null, stdout: '', stderr: '' };
   samples.oursAdd.push(await timed(async () => void (out = await cni(b, 'ADD', conf, c))));
