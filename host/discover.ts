@@ -11,7 +11,7 @@
  * directory is listed to find them; only PFs and vhost-bound vDPA devices are listed at all.
  */
 import { resolve } from 'node:path';
-import { statSync } from 'node:fs';
+import { lstatSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import type { DevlinkPort } from './devlink.js';
 import type {
   PciFunction,
@@ -118,37 +118,39 @@ function mgmtDevOf(sysfsRoot: string, parentDir: string): string {
   return sims.length === 1 ? sims[0]! : 'unknown';
 }
 
-function readVdpaBus(sysfsRoot: string, errors: string[]): RawVdpa[] {
-  const bus = `${sysfsRoot}/bus/vdpa/devices`;
-  return busNames(bus, errors).map((name) => {
-    const link = `${bus}/${name}`;
-    const problems: string[] = [];
-    const unknown = { name, dir: null, pciAddress: null, mgmtDev: 'unknown', driverName: null, problems };
-    const dir = readLink(link);
-    if (isUnreadable(dir)) {
-      problems.push(describe(dir));
+/** One entry of the vDPA bus, located and with its bound driver, before its endpoint is resolved. */
+function readVdpaEntry(sysfsRoot: string, name: string): RawVdpa {
+  const link = `${sysfsRoot}/bus/vdpa/devices/${name}`;
+  const problems: string[] = [];
+  const unknown = { name, dir: null, pciAddress: null, mgmtDev: 'unknown', driverName: null, problems };
+  const dir = readLink(link);
+  if (isUnreadable(dir)) {
+    problems.push(describe(dir));
+    return unknown;
+  }
+  const driver = readLink(`${dir}/driver`);
+  if (isUnreadable(driver)) {
+    if (dangles(driver, dir)) {
+      problems.push(`${link} is a dangling link`);
       return unknown;
     }
-    const driver = readLink(`${dir}/driver`);
-    if (isUnreadable(driver)) {
-      if (dangles(driver, dir)) {
-        problems.push(`${link} is a dangling link`);
-        return unknown;
-      }
-      // No driver link is the normal unbound state; any other failure is a problem of its own.
-      if (driver.code !== 'missing') problems.push(describe(driver));
-    }
-    const parentDir = parentOf(dir);
-    const parent = leaf(parentDir);
-    return {
-      name,
-      dir,
-      pciAddress: PCI_ADDRESS.test(parent) ? parent : null,
-      mgmtDev: mgmtDevOf(sysfsRoot, parentDir),
-      driverName: isUnreadable(driver) ? null : leaf(driver),
-      problems,
-    };
-  });
+    // No driver link is the normal unbound state; any other failure is a problem of its own.
+    if (driver.code !== 'missing') problems.push(describe(driver));
+  }
+  const parentDir = parentOf(dir);
+  const parent = leaf(parentDir);
+  return {
+    name,
+    dir,
+    pciAddress: PCI_ADDRESS.test(parent) ? parent : null,
+    mgmtDev: mgmtDevOf(sysfsRoot, parentDir),
+    driverName: isUnreadable(driver) ? null : leaf(driver),
+    problems,
+  };
+}
+
+function readVdpaBus(sysfsRoot: string, errors: string[]): RawVdpa[] {
+  return busNames(`${sysfsRoot}/bus/vdpa/devices`, errors).map((name) => readVdpaEntry(sysfsRoot, name));
 }
 
 function parseUevent(text: string): Map<string, string> {
@@ -455,9 +457,39 @@ function verdict(raw: RawPci, devices: readonly VdpaDevice[]): { usable: boolean
   return { usable: true };
 }
 
+/** Link targets are resolved to absolute paths; compare them with absolute roots. */
+function absolute(options: DiscoverOptions): DiscoverOptions {
+  return { ...options, sysfsRoot: resolve(options.sysfsRoot), devRoot: resolve(options.devRoot) };
+}
+
+const indexUnknown = (raw: RawPci): RepresentorLookup => ({ missing: `VF index unknown: no virtfnN link of PF ${raw.pf} points at ${raw.address}` });
+
+function pciFunction(
+  raw: RawPci,
+  devices: readonly VdpaDevice[],
+  vfIndex: number | null,
+  uplink: Representor | null,
+  representor: RepresentorLookup | null,
+): PciFunction {
+  return {
+    address: raw.address,
+    vendor: raw.vendor,
+    device: raw.device,
+    driver: raw.driver,
+    numaNode: raw.numaNode,
+    pf: raw.pf,
+    vfIndex,
+    vfs: [...raw.virtfns].sort((a, b) => a[1] - b[1]).map(([vf]) => vf),
+    netdevs: raw.netdevs,
+    vdpaDevices: devices.map((d) => d.name),
+    uplink,
+    representor,
+    ...verdict(raw, devices),
+  };
+}
+
 export function discover(options: DiscoverOptions): Snapshot {
-  // Link targets are resolved to absolute paths; compare them with absolute roots.
-  const opts = { ...options, sysfsRoot: resolve(options.sysfsRoot), devRoot: resolve(options.devRoot) };
+  const opts = absolute(options);
   const sys = opts.sysfsRoot;
   const errors: string[] = [];
 
@@ -498,31 +530,294 @@ export function discover(options: DiscoverOptions): Snapshot {
 
   const functions = new Map<string, PciFunction>();
   for (const raw of pci.values()) {
-    const devices = byParent.get(raw.address) ?? [];
     const index = raw.pf === null ? null : (vfIndex.get(raw.address) ?? null);
-    let representor: RepresentorLookup | null = null;
-    if (raw.pf !== null) {
-      representor =
-        index === null
-          ? { missing: `VF index unknown: no virtfnN link of PF ${raw.pf} points at ${raw.address}` }
-          : representors.lookup(raw.pf, index);
-    }
+    const representor = raw.pf === null ? null : index === null ? indexUnknown(raw) : representors.lookup(raw.pf, index);
     const uplinkOf = raw.pf ?? (pfs.has(raw.address) ? raw.address : null);
-    functions.set(raw.address, {
-      address: raw.address,
-      vendor: raw.vendor,
-      device: raw.device,
-      driver: raw.driver,
-      numaNode: raw.numaNode,
-      pf: raw.pf,
-      vfIndex: index,
-      vfs: [...raw.virtfns].sort((a, b) => a[1] - b[1]).map(([vf]) => vf),
-      netdevs: raw.netdevs,
-      vdpaDevices: devices.map((d) => d.name),
-      uplink: uplinkOf === null ? null : representors.uplink(uplinkOf),
-      representor,
-      ...verdict(raw, devices),
-    });
+    const uplink = uplinkOf === null ? null : representors.uplink(uplinkOf);
+    functions.set(raw.address, pciFunction(raw, byParent.get(raw.address) ?? [], index, uplink, representor));
   }
   return { functions, vdpa, errors };
+}
+
+/*
+ * Narrow discovery, for the CNI: the facts of one function (or one vDPA device, or the owner of
+ * one representor) as discover() gives them, read from that function, its vDPA devices and their
+ * endpoints, and its PF's listing and netdevs, instead of the whole node. Where the narrow reading
+ * cannot vouch for the answer discover() would give (a representor that is not under its own
+ * PF, as on a card whose PFs share one eswitch), it falls back to discover() and takes its answer.
+ */
+
+const VIRTIO_DIR = /^virtio\d+$/;
+const NO_VDPA_PARENTS: ReadonlySet<string> = new Set();
+
+/**
+ * Whether a bus entry is there, without following it (a dangling link is there). An entry that
+ * cannot be looked at is not there: discover() cannot list its bus either.
+ */
+function present(path: string): boolean {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The virtio devices right under each directory, as the virtio bus places them: what
+ * readVirtioBus() would group under those parents, without reading the rest of the bus.
+ */
+function virtioUnder(sysfsRoot: string, dirs: readonly string[]): Map<string, string[]> {
+  const byParent = new Map<string, string[]>();
+  for (const dir of dirs) {
+    if (byParent.has(dir)) continue;
+    const names = readNames(dir);
+    const candidates = isUnreadable(names) ? [] : names.filter((n) => VIRTIO_DIR.test(n)).sort();
+    byParent.set(dir, candidates.filter((n) => readLink(`${sysfsRoot}/bus/virtio/devices/${n}`) === `${dir}/${n}`));
+  }
+  return byParent;
+}
+
+/** The directories where a vDPA device's virtio device may live (see resolveVirtio). */
+function virtioHomes(raws: readonly RawVdpa[]): string[] {
+  return raws.flatMap((r) => (r.dir === null || r.driverName !== 'virtio_vdpa' ? [] : r.pciAddress === null ? [r.dir] : [r.dir, parentOf(r.dir)]));
+}
+
+/**
+ * The vDPA devices whose parent is the function at `fnDir`: its subdirectories that are entries of
+ * the vDPA bus pointing back at them. The rest of the bus is not read.
+ */
+function vdpaOfFunction(sysfsRoot: string, fnDir: string, address: string): RawVdpa[] {
+  let children: Dirent[];
+  try {
+    children = readdirSync(fnDir, { withFileTypes: true });
+  } catch {
+    // A function that cannot be listed is judged by what readPciFunction() finds.
+    return [];
+  }
+  const bus = `${sysfsRoot}/bus/vdpa/devices`;
+  return children
+    .filter((e) => e.isDirectory() && present(`${bus}/${e.name}`) && readLink(`${bus}/${e.name}`) === `${fnDir}/${e.name}`)
+    .map((e) => e.name)
+    .sort()
+    .map((name) => readVdpaEntry(sysfsRoot, name))
+    .filter((r) => r.pciAddress === address);
+}
+
+/** One function and its vDPA devices out of a whole-node snapshot. */
+function onlyFunction(s: Snapshot, address: string): Snapshot {
+  const fn = s.functions.get(address);
+  if (!fn) return { functions: new Map(), vdpa: new Map(), errors: s.errors };
+  const vdpa = new Map(fn.vdpaDevices.flatMap((name) => (s.vdpa.has(name) ? [[name, s.vdpa.get(name)!] as const] : [])));
+  return { functions: new Map([[address, fn]]), vdpa, errors: s.errors };
+}
+
+/**
+ * What discover(options) says of the PCI function at `pciAddress` and of its vDPA devices (the
+ * snapshot holds that function alone, or nothing when discover() would not list it), read
+ * narrowly: the function, its vDPA devices and endpoints, its PF's virtfnN links and netdevs.
+ */
+export function discoverFunction(options: DiscoverOptions, pciAddress: string): Snapshot {
+  const opts = absolute(options);
+  const sys = opts.sysfsRoot;
+  const address = pciAddress.toLowerCase();
+  const errors: string[] = [];
+  const link = `${sys}/bus/pci/devices/${address}`;
+  // discover() lists the bus, whose entries are addresses: anything else is not on it.
+  if (!PCI_ADDRESS.test(address) || !present(link)) return { functions: new Map(), vdpa: new Map(), errors };
+  const dir = readLink(link);
+  const raws = isUnreadable(dir) ? [] : vdpaOfFunction(sys, dir, address);
+  const raw = readPciFunction(address, link, raws.length ? new Set([address]) : NO_VDPA_PARENTS, undefined);
+  if (!raw) return { functions: new Map(), vdpa: new Map(), errors };
+  const vdpa = resolveVdpa(raws, virtioUnder(sys, virtioHomes(raws)), opts);
+  const devices = [...vdpa.values()];
+
+  let index: number | null = null;
+  let uplink: Representor | null = null;
+  let representor: RepresentorLookup | null = null;
+  if (raw.pf !== null) {
+    const pf = readPfOf(sys, raw.pf, address);
+    index = pf?.index ?? null;
+    if (!pf) representor = indexUnknown(raw);
+    else if (opts.devlinkPorts?.length) {
+      // devlink names representors that sysfs may not: as discover() does, through Representors.
+      const full = readPciFunction(pf.address, `${sys}/bus/pci/devices/${pf.address}`, NO_VDPA_PARENTS, undefined)!;
+      const representors = new Representors(sys, new Map([[pf.address, full]]), opts.devlinkPorts);
+      uplink = representors.uplink(pf.address);
+      representor = index === null ? indexUnknown(raw) : representors.lookup(pf.address, index);
+    } else {
+      const port = portReader(pf);
+      uplink = uplinkOf(pf, port);
+      representor = index === null ? indexUnknown(raw) : representorOf(pf, port, uplink, index);
+    }
+    // Not under its own PF: another PF on the same switch may hold it, which only the whole node shows.
+    if (representor && 'missing' in representor && uplink !== null && index !== null) return onlyFunction(discover(options), address);
+  } else if (raw.virtfns.size) {
+    uplink = new Representors(sys, new Map([[address, raw]]), opts.devlinkPorts ?? []).uplink(address);
+  }
+  return { functions: new Map([[address, pciFunction(raw, devices, index, uplink, representor)]]), vdpa, errors };
+}
+
+/** What a VF needs of its PF: where it is, its netdevs, and the N of its virtfnN link that points at the VF. */
+interface PfFacts {
+  readonly address: string;
+  readonly dir: string;
+  readonly netdevs: readonly string[];
+  readonly index: number | null;
+}
+
+/** Bus, device and function as one number (the PCI routing ID); null for a malformed address. */
+function routingId(address: string): number | null {
+  const m = /:([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/.exec(address);
+  return m ? (parseInt(m[1]!, 16) << 8) + (parseInt(m[2]!, 16) << 3) + Number(m[3]) : null;
+}
+
+/**
+ * The N of the PF's virtfnN link that points at `vf`, reading few links: VFs sit at a fixed
+ * stride from the first one, so virtfn0 and virtfn1 say which link to try. The PF's listing is
+ * read only when that guess misses.
+ */
+function vfIndexOf(pfDir: string, vf: string): number | null {
+  const at = (n: number) => {
+    const target = readLink(`${pfDir}/virtfn${n}`);
+    return isUnreadable(target) ? null : leaf(target);
+  };
+  const first = at(0);
+  if (first === vf) return 0;
+  const second = first === null ? null : at(1);
+  if (second === vf) return 1;
+  const r0 = first === null ? null : routingId(first);
+  const r1 = second === null ? null : routingId(second);
+  const r = routingId(vf);
+  if (r0 !== null && r1 !== null && r !== null && r1 > r0 && (r - r0) % (r1 - r0) === 0) {
+    const guess = (r - r0) / (r1 - r0);
+    if (guess > 1 && at(guess) === vf) return guess;
+  }
+  const names = readNames(pfDir);
+  const hit = isUnreadable(names) ? undefined : virtfnLinks(pfDir, names).find(([address]) => address === vf);
+  return hit ? hit[1] : null;
+}
+
+/**
+ * The PF of a VF as far as discover() would use it, or null when discover() would not list it as
+ * a function (not on the bus, or of another class).
+ */
+function readPfOf(sysfsRoot: string, pf: string, vf: string): PfFacts | null {
+  const link = `${sysfsRoot}/bus/pci/devices/${pf}`;
+  if (!PCI_ADDRESS.test(pf) || !present(link)) return null;
+  const dir = readLink(link);
+  // Unreadable, it is still listed, with no virtfnN links and no netdevs.
+  if (isUnreadable(dir)) return { address: pf, dir: link, netdevs: [], index: null };
+  const uevent = readAttr(`${dir}/uevent`);
+  if (!isUnreadable(uevent)) {
+    const cls = parseUevent(uevent).get('PCI_CLASS');
+    if (cls !== undefined && /^[0-9a-fA-F]{1,6}$/.test(cls) && parseInt(cls, 16) >> 16 !== NETWORK_CLASS) return null;
+  }
+  return { address: pf, dir, netdevs: optionalNames(`${dir}/net`, []), index: vfIndexOf(dir, vf) };
+}
+
+/** Names that look like VF representors (`enp101s0f0_3`, `enp101s0f0npf0vf3`): tried last for the uplink. */
+const REPRESENTOR_LIKE = /(?:_\d+|vf\d+)$/;
+
+/** A netdev's phys_port_name, read once per discoverFunction() call. */
+function portReader(pf: PfFacts): (name: string) => string | null {
+  const ports = new Map<string, string | null>();
+  return (name) => {
+    let port = ports.get(name);
+    if (port === undefined) {
+      const v = readAttr(`${pf.dir}/net/${name}/phys_port_name`);
+      port = isUnreadable(v) ? null : v;
+      ports.set(name, port);
+    }
+    return port;
+  };
+}
+
+/** `names` with those that `first` matches in front, each part in its own order. */
+const inFront = (names: readonly string[], first: (n: string) => boolean): string[] => [...names.filter(first), ...names.filter((n) => !first(n))];
+
+/**
+ * The PF's uplink as Representors.uplink() finds it by sysfs: its netdev with phys_port_name pN
+ * and a switch id (a PF has one). Names that do not look like representors are tried first.
+ */
+function uplinkOf(pf: PfFacts, port: (name: string) => string | null): Representor | null {
+  for (const name of inFront(pf.netdevs, (n) => !REPRESENTOR_LIKE.test(n))) {
+    const p = port(name);
+    if (p === null || !UPLINK_PORT.test(p)) continue;
+    const rep = readNetdev(`${pf.dir}/net/${name}`, name, p);
+    if (rep && rep.switchId !== '') return rep;
+  }
+  return null;
+}
+
+/**
+ * VF `index`'s representor among its PF's netdevs, as Representors.lookup() pairs them by sysfs
+ * (phys_port_name pf<N>vf<index> on the uplink's switch, N the uplink's pN). Names that end in
+ * the index are tried first (`enp101s0f0npf0vf3`, `enp101s0f0_3`), so a full PF is not read
+ * netdev by netdev.
+ */
+function representorOf(pf: PfFacts, port: (name: string) => string | null, uplink: Representor | null, index: number): RepresentorLookup {
+  if (!uplink) return { missing: `PF ${pf.address} has no uplink representor (phys_port_name pN): its eswitch is not in switchdev mode` };
+  const pfnum = UPLINK_PORT.exec(uplink.physPortName)![1]!;
+  const vf = String(index);
+  const likely = new RegExp(`(?:^|\\D)${vf}$`);
+  for (const name of inFront(pf.netdevs, (n) => likely.test(n))) {
+    const p = port(name);
+    const m = p === null ? null : VF_PORT.exec(p);
+    if (!m || (m[1] !== undefined && m[1] !== '0') || m[2] !== pfnum || m[3] !== vf) continue;
+    const rep = readNetdev(`${pf.dir}/net/${name}`, name, p!);
+    if (rep && rep.switchId === uplink.switchId) return { found: rep, via: 'sysfs' };
+  }
+  return { missing: `no representor with phys_port_name pf${pfnum}vf${vf} on switch ${uplink.switchId} (PF ${pf.address})` };
+}
+
+/** What discover(options) says of the vDPA device `name` (PCI-parented or not), or null when the bus has no such entry. */
+export function discoverVdpaDevice(options: DiscoverOptions, name: string): VdpaDevice | null {
+  const opts = absolute(options);
+  const sys = opts.sysfsRoot;
+  if (!name || name.includes('/') || name === '.' || name === '..' || !present(`${sys}/bus/vdpa/devices/${name}`)) return null;
+  const raw = readVdpaEntry(sys, name);
+  // A PCI parent's other vDPA devices decide whether its virtio device can be told apart.
+  if (raw.pciAddress !== null) return discoverFunction(options, raw.pciAddress).vdpa.get(name) ?? null;
+  return resolveVdpa([raw], virtioUnder(sys, virtioHomes([raw])), opts).get(name) ?? null;
+}
+
+/**
+ * The VF whose representor the netdev `name` is, read narrowly: the netdev, the PF whose net/
+ * lists it, that PF's virtfnN for the VF number in its phys_port_name, and that VF.
+ * undefined when that path does not vouch for an answer.
+ */
+function narrowOwner(opts: DiscoverOptions, name: string): string | null | undefined {
+  const sys = opts.sysfsRoot;
+  const rep = readRepresentor(sys, name);
+  const m = rep ? VF_PORT.exec(rep.physPortName) : null;
+  // discover() pairs only these with VFs by sysfs (see Representors); devlink may name others.
+  if (!rep || !m || rep.switchId === '' || (m[1] !== undefined && m[1] !== '0')) return opts.devlinkPorts?.length ? undefined : null;
+  const target = readLink(`${sys}/class/net/${name}`);
+  if (isUnreadable(target) || leaf(parentOf(target)) !== 'net') return undefined;
+  const vf = readLink(`${parentOf(parentOf(target))}/virtfn${m[3]}`);
+  if (isUnreadable(vf)) return undefined;
+  const fn = discoverFunction(opts, leaf(vf)).functions.get(leaf(vf));
+  return fn?.representor && 'found' in fn.representor && fn.representor.found.name === name ? fn.address : undefined;
+}
+
+/**
+ * For each netdev name, the VF whose representor it is, as discover(options) pairs them; names
+ * that are no VF's representor are left out. Read narrowly, with one discover() pass for the
+ * names the narrow reading cannot vouch for.
+ */
+export function representorOwners(options: DiscoverOptions, names: Iterable<string>): Map<string, string> {
+  const opts = absolute(options);
+  const owners = new Map<string, string>();
+  const unsure = new Set<string>();
+  for (const name of new Set(names)) {
+    const vf = narrowOwner(opts, name);
+    if (vf === undefined) unsure.add(name);
+    else if (vf !== null) owners.set(name, vf);
+  }
+  if (unsure.size) {
+    for (const fn of discover(options).functions.values()) {
+      if (fn.representor && 'found' in fn.representor && unsure.has(fn.representor.found.name)) owners.set(fn.representor.found.name, fn.address);
+    }
+  }
+  return owners;
 }

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { discover } from '../../host/discover.js';
+import { discover, discoverFunction, discoverVdpaDevice, representorOwners } from '../../host/discover.js';
 import type { PciFunction, Snapshot } from '../../host/snapshot.js';
 import { buildFixture, type Fixture } from '../support/fixture.js';
 
@@ -18,6 +18,29 @@ function fn(s: Snapshot, pci: string): PciFunction {
   const f = s.functions.get(pci);
   assert.ok(f, `function ${pci} discovered`);
   return f;
+}
+
+/**
+ * The narrow entry points the CNI uses say what the whole-node pass says, of every function,
+ * every vDPA device and every netdev of the tree as it is now.
+ */
+function narrowAgrees(fx: Fixture, devlink = false): void {
+  const opts = { sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, ...(devlink ? { devlinkPorts: fx.devlinkPorts() } : {}) };
+  const whole = discover(opts);
+  for (const [address, f] of whole.functions) {
+    const one = discoverFunction(opts, address);
+    assert.equal([...one.functions.values()], [f], `discoverFunction(${address})`);
+    assert.equal([...one.vdpa.keys()], f.vdpaDevices.filter((n) => whole.vdpa.has(n)), `vDPA devices of ${address}`);
+    for (const [name, d] of one.vdpa) assert.equal(d, whole.vdpa.get(name), `vDPA device ${name} of ${address}`);
+    assert.equal(discoverFunction(opts, address.toUpperCase()).functions.get(address), f, 'upper-case address');
+  }
+  for (const [name, d] of whole.vdpa) assert.equal(discoverVdpaDevice(opts, name), d, `discoverVdpaDevice(${name})`);
+  const owners = new Map<string, string>();
+  for (const f of whole.functions.values()) if (f.representor && 'found' in f.representor) owners.set(f.representor.found.name, f.address);
+  const netdevs = readdirSync(join(fx.sysfsRoot, 'class/net'));
+  assert.equal(representorOwners(opts, [...netdevs, 'no-such-netdev']), owners, 'representorOwners');
+  for (const absent of ['0000:ff:1f.7', '../..', '']) assert.equal(discoverFunction(opts, absent).functions.size, 0, `no function ${absent}`);
+  assert.equal(discoverVdpaDevice(opts, 'no-such-vdpa'), null);
 }
 
 test.after(() => fixtures.forEach((fx) => fx.cleanup()));
@@ -68,6 +91,7 @@ test('virtio path: VF, vDPA device, virtio netdev, representor and uplink', () =
   assert.equal(pf.uplink?.name, 'enp101s0f0np0');
   assert.equal(pf.usable, false);
   assert.equal(pf.reason, 'no vDPA device');
+  narrowAgrees(fx);
 });
 
 test('vhost path: the char device under the dev root, re-read after a rebind', () => {
@@ -94,6 +118,7 @@ test('vhost path: the char device under the dev root, re-read after a rebind', (
   assert.equal(now?.vhost, null);
   assert.equal(now?.virtio?.netdev, fx.vf(vf.pci).netdev);
   assert.equal(fn(s, vf.pci).usable, true);
+  narrowAgrees(fx);
 });
 
 test('unbound vDPA device: function unusable, reason names the device', () => {
@@ -109,6 +134,7 @@ test('unbound vDPA device: function unusable, reason names the device', () => {
 
   fx.unbindVdpa(fx.vfs[0]!.vdpa[0]!);
   assert.equal(fn(scan(fx), fx.vfs[0]!.pci).reason, `vDPA device ${fx.vfs[0]!.vdpa[0]} is not bound to a driver`);
+  narrowAgrees(fx);
 });
 
 test('1:N: two vDPA devices on one VF are reported, not picked from', () => {
@@ -123,6 +149,7 @@ test('1:N: two vDPA devices on one VF are reported, not picked from', () => {
   // Each device on its own is still described completely.
   assert.equal(s.vdpa.get(vf.vdpa[0]!)?.virtio?.netdev, vf.netdev);
   assert.equal(s.vdpa.get(vf.vdpa[1]!)?.vhost?.name.startsWith('vhost-vdpa-'), true);
+  narrowAgrees(fx);
 });
 
 test('two virtio vDPA devices on one function: the shared virtio devices are not attributed', () => {
@@ -135,6 +162,7 @@ test('two virtio vDPA devices on one function: the shared virtio devices are not
     assert.match(s.vdpa.get(name)!.problems.join(), /shares PCI function 0000:65:00.2 with other virtio_vdpa devices/);
   }
   assert.equal(fn(s, vf.pci).usable, false);
+  narrowAgrees(fx);
 });
 
 test('VF without a vDPA device, and a removed vDPA device', () => {
@@ -147,6 +175,7 @@ test('VF without a vDPA device, and a removed vDPA device', () => {
   s = scan(fx);
   assert.equal(s.vdpa.has(name), false);
   assert.equal(fn(s, fx.vfs[1]!.pci).reason, 'no vDPA device');
+  narrowAgrees(fx);
 });
 
 test('missing representor: reported with its reason, device still usable', () => {
@@ -166,6 +195,7 @@ test('missing representor: reported with its reason, device still usable', () =>
   assert.equal(lf.representor, { missing: 'PF 0000:65:00.1 has no uplink representor (phys_port_name pN): its eswitch is not in switchdev mode' });
   assert.equal(lf.uplink, null);
   assert.equal(fn(s, legacy.pci).netdevs, ['enp101s0f1np1']);
+  narrowAgrees(fx);
 });
 
 test('two PFs on one switch id: each VF gets the representor of its own PF number', () => {
@@ -180,6 +210,7 @@ test('two PFs on one switch id: each VF gets the representor of its own PF numbe
     assert.equal(f.uplink?.physPortName, `p${pfnum}`);
   }
   assert.equal(fx.pfs[1]!.vfs[0]!.pci, '0000:65:01.2', 'PF 1 VFs follow PF 0 totalvfs (8)');
+  narrowAgrees(fx);
 });
 
 test('devlink first, sysfs as the fallback', () => {
@@ -207,6 +238,8 @@ test('devlink first, sysfs as the fallback', () => {
   const stale = fx.devlinkPorts().map((p) => (p.vfnum === 2 ? { ...p, netdev: 'gone0' } : p));
   const r3 = fn(discover({ sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, devlinkPorts: stale }), fx.vfs[2]!.pci).representor;
   assert.equal(r3 && 'found' in r3 ? `${r3.via}:${r3.found.name}` : r3, `sysfs:${fx.vfs[2]!.representor}`);
+  narrowAgrees(fx);
+  narrowAgrees(fx, true);
 });
 
 test('representor and uplink link state follow operstate', () => {
@@ -216,6 +249,7 @@ test('representor and uplink link state follow operstate', () => {
   const f = fn(scan(fx), fx.vfs[0]!.pci);
   assert.equal(f.representor && 'found' in f.representor ? f.representor.found.operState : null, 'down');
   assert.equal(f.uplink?.operState, 'lowerlayerdown');
+  narrowAgrees(fx);
 });
 
 test('VF with its own vendor netdev: the virtio netdev is the one handed out', () => {
@@ -226,6 +260,7 @@ test('VF with its own vendor netdev: the virtio netdev is the one handed out', (
   assert.equal(fn(s, vf.pci).netdevs, ['enp101s0f0v0']);
   assert.equal(s.vdpa.get(vf.vdpa[0]!)?.virtio?.netdev, 'eth0');
   assert.equal(fn(s, vf.pci).usable, true);
+  narrowAgrees(fx);
 });
 
 test('vDPA on a PCI function that is not a VF (vp_vdpa): usable, no PF, no representor', () => {
@@ -245,6 +280,7 @@ test('vDPA on a PCI function that is not a VF (vp_vdpa): usable, no PF, no repre
   const d = s.vdpa.get(fx.plainFunction!.vdpa);
   assert.equal(d?.mgmtDev, 'pci/0000:00:05.0');
   assert.equal(d?.virtio?.netdev, 'ens5');
+  narrowAgrees(fx);
 });
 
 test('simulator: discovered with the same fields and no PCI address', () => {
@@ -267,6 +303,7 @@ test('simulator: discovered with the same fields and no PCI address', () => {
   const vhost = scan(fx).vdpa.get(sim.vdpa);
   assert.equal(vhost?.vhost?.path, fx.simulator!.vhost);
   assert.equal(vhost?.problems, []);
+  narrowAgrees(fx);
 });
 
 test('NUMA: -1 means no affinity, other values are kept per PF', () => {
@@ -275,6 +312,7 @@ test('NUMA: -1 means no affinity, other values are kept per PF', () => {
   assert.equal(fn(s, fx.pfs[0]!.vfs[0]!.pci).numaNode, null);
   assert.equal(fn(s, fx.pfs[0]!.pci).numaNode, null);
   assert.equal(fn(s, fx.pfs[1]!.vfs[0]!.pci).numaNode, 1);
+  narrowAgrees(fx);
 });
 
 test('VFs added later are discovered with their index and representor', () => {
@@ -290,6 +328,7 @@ test('VFs added later are discovered with their index and representor', () => {
     assert.equal(f.representor && 'found' in f.representor ? f.representor.found.name : null, vf.representor);
   }
   assert.throws(() => fx.addVfs('0000:65:00.0', 2), /sriov_totalvfs 4/);
+  narrowAgrees(fx);
 });
 
 test('broken tree: every damaged device is reported, discovery goes on', () => {
@@ -343,6 +382,7 @@ test('broken tree: every damaged device is reported, discovery goes on', () => {
   assert.equal(fn(s, fx.pfs[0]!.pci).vfs.length, 9);
   const rep = fn(s, vfs[0]!.pci).representor;
   assert.equal(rep && 'found' in rep ? rep.found.name : rep, vfs[0]!.representor);
+  narrowAgrees(fx);
 });
 
 test('a bus directory that cannot be read is a snapshot error; an absent bus is not', () => {
@@ -360,6 +400,7 @@ test('a bus directory that cannot be read is a snapshot error; an absent bus is 
   rmSync(join(empty.sysfsRoot, 'bus'), { recursive: true });
   const e = scan(empty);
   assert.equal([e.functions.size, e.vdpa.size, e.errors], [0, 0, []]);
+  narrowAgrees(fx);
 });
 
 test('the real /sys and /dev of this machine (no vDPA NIC): an empty, error-free snapshot', () => {
