@@ -5,7 +5,7 @@
  * original name and no port of this attachment in OVS.
  */
 import { endpointFor } from '../host/endpoint.js';
-import { discover } from '../host/discover.js';
+import { discoverFunction } from '../host/discover.js';
 import type { Lock } from '../host/lock.js';
 import { ATTACH_STEPS, readState, removeState, type AttachmentState } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
@@ -21,11 +21,15 @@ function stateOf(ctx: CallContext): AttachmentState | null {
   }
 }
 
-/** The representor sysfs gives the config's deviceID, if any: the only link DEL without state may touch. */
+/**
+ * The representor sysfs gives the config's deviceID, if any: the only link DEL without state may
+ * touch. Read from that function alone, not the whole node.
+ */
 function representorOf(ctx: CallContext): string | null {
-  if (!ctx.conf.deviceId || !ctx.conf.bridge) return null;
+  const { deviceId } = ctx.conf;
+  if (!deviceId || !ctx.conf.bridge) return null;
   try {
-    return endpointFor(discover({ sysfsRoot: ctx.paths.sysfsRoot, devRoot: ctx.paths.devRoot }), ctx.conf.deviceId).representor;
+    return endpointFor(discoverFunction({ sysfsRoot: ctx.paths.sysfsRoot, devRoot: ctx.paths.devRoot }, deviceId), deviceId).representor;
   } catch {
     return null;
   }

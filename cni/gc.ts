@@ -6,7 +6,7 @@
  * Whatever sits on a VF is undone under that VF's lock, as ADD and DEL hold it. One failure
  * does not stop the rest: they are reported together at the end.
  */
-import { discover } from '../host/discover.js';
+import { representorOwners } from '../host/discover.js';
 import { listLinks } from '../host/netns.js';
 import { findOwnedLsps } from '../host/ovn-nb.js';
 import { OvsdbClient } from '../host/ovsdb.js';
@@ -20,13 +20,13 @@ import { allOwnedPorts, connectOvs, OvsUnavailableError, removeOwnedPort, type O
 import { removePort } from './steps/lsp.js';
 import { undoAttachment } from './undo.js';
 
-/** The VF behind each representor on the node, by PCI address: the key ADD and DEL lock it by. */
-export function vfsByRepresentor(paths: HostPaths): Map<string, string> {
-  const vfs = new Map<string, string>();
-  for (const fn of discover({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot }).functions.values()) {
-    if (fn.representor && 'found' in fn.representor) vfs.set(fn.representor.found.name, fn.address);
-  }
-  return vfs;
+/**
+ * The VF behind each of these representors, by PCI address: the key ADD and DEL lock it by. Names
+ * that are no VF's representor are left out. Read from those representors and their VFs, not the
+ * whole node.
+ */
+export function vfsByRepresentor(paths: HostPaths, names: Iterable<string>): Map<string, string> {
+  return representorOwners({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot }, names);
 }
 
 /** Why a port listed as stale must now be left alone (an ADD gave its VF to a new pod), or null. */
@@ -105,7 +105,7 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
         const stale = (await allOwnedPorts(client)).filter(
           (port) => port.network === conf.name && (port.sandbox === undefined || port.podIfName === undefined || !isValid(port.sandbox, port.podIfName)),
         );
-        const vfOf = stale.length ? vfsByRepresentor(paths) : new Map<string, string>();
+        const vfOf = stale.length ? vfsByRepresentor(paths, stale.map((p) => p.name)) : new Map<string, string>();
         for (const port of stale) await attempt(`port ${port.name}`, () => collectStalePort(ctx, client, port, vfOf.get(port.name) ?? null));
       } finally {
         client.close();

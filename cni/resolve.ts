@@ -1,17 +1,17 @@
 /**
  * Which device to hand to the pod. sysfs is the truth: the function the deviceID names is
- * discovered, and it alone says which vDPA device, path, netdev and representor it has. The
- * DeviceInfo files (runtimeConfig.CNIDeviceInfoFile from Multus, the device plugin's dp/ file)
- * are hints: read only from under the devinfo directory, and a file that disagrees with sysfs is
- * refused, naming the field. A file may supply the deviceID when the config has none, and the
- * representor when sysfs pairs none with the function (a vp_vdpa function beside a switchdev
- * NIC), and then only a VF representor that no other VF and no other attachment has
- * (docs/device-info.md).
+ * discovered (that function alone, not the whole node), and it alone says which vDPA device,
+ * path, netdev and representor it has. The DeviceInfo files (runtimeConfig.CNIDeviceInfoFile
+ * from Multus, the device plugin's dp/ file) are hints: read only from under the devinfo
+ * directory, and a file that disagrees with sysfs is refused, naming the field. A file may supply
+ * the deviceID when the config has none, and the representor when sysfs pairs none with the
+ * function (a vp_vdpa function beside a switchdev NIC), and then only a VF representor that no
+ * other VF and no other attachment has (docs/device-info.md).
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { relative, isAbsolute } from 'node:path';
 import { dpDeviceInfoFileOf, readDeviceInfo, type DeviceInfo } from '../host/deviceinfo.js';
-import { discover, readRepresentor } from '../host/discover.js';
+import { discoverFunction, discoverVdpaDevice, readRepresentor, representorOwners, type DiscoverOptions } from '../host/discover.js';
 import { endpointFor } from '../host/endpoint.js';
 import type { Logger } from '../host/log.js';
 import type { HostPaths } from '../host/paths.js';
@@ -66,15 +66,18 @@ function readHint(source: Hint['source'], file: string, log: Logger): Hint | nul
 }
 
 /**
- * The device's truth from sysfs: the PCI function the deviceID names. A vDPA device with no PCI
- * parent (the kernel's simulator, on test kernels) has no function: then the vDPA device a file
- * names is taken as it is on the vDPA bus, if nothing else on the node claims that deviceID.
+ * The device's truth from sysfs: the PCI function the deviceID names (`snapshot` holds it, read
+ * by discoverFunction). A vDPA device with no PCI parent (the kernel's simulator, on test
+ * kernels) has no function: then the vDPA device a file names is taken as it is on the vDPA bus,
+ * if nothing else on the node claims that deviceID.
  */
-function fromSysfs(snapshot: Snapshot, deviceId: string, hints: readonly Hint[]): VdpaEndpoint {
+function fromSysfs(snapshot: Snapshot, opts: DiscoverOptions, deviceId: string, hints: readonly Hint[]): VdpaEndpoint {
   try {
     return endpointFor(snapshot, deviceId);
   } catch (err) {
-    const named = snapshot.functions.has(deviceId) ? undefined : hints.map((h) => snapshot.vdpa.get(h.info.vdpa?.['parent-device'] ?? '')).find((d) => d);
+    const named = snapshot.functions.has(deviceId)
+      ? undefined
+      : hints.map((h) => discoverVdpaDevice(opts, h.info.vdpa?.['parent-device'] ?? '')).find((d) => d);
     const ep = named && named.pciAddress === null && named.problems.length === 0 ? nonPciEndpoint(named, deviceId) : null;
     if (ep) return ep;
     throw refuse(`deviceID ${deviceId} has no usable vDPA device: ${(err as Error).message}`);
@@ -114,19 +117,16 @@ function crossCheck(hint: Hint, ep: VdpaEndpoint): void {
 /**
  * A representor a file names for a function sysfs pairs none with: a switchdev VF representor
  * (phys_port_name pfNvfM with a switch id) that is no other discovered VF's and no other
- * attachment's.
+ * attachment's. Which VF it belongs to is read from the representor, its PF and that one VF.
  */
-function vouchRepresentor(hint: Hint, name: string, ep: VdpaEndpoint, snapshot: Snapshot, paths: HostPaths): string {
+function vouchRepresentor(hint: Hint, name: string, ep: VdpaEndpoint, opts: DiscoverOptions, paths: HostPaths): string {
   const where = `${hint.source} ${hint.file}: vdpa.representor-device ${name}`;
   const rep = readRepresentor(paths.sysfsRoot, name);
   if (!rep || !/^pf\d+vf\d+$/.test(rep.physPortName) || !rep.switchId) {
     throw refuse(`${where} is not a switchdev VF representor on this node`);
   }
-  for (const fn of snapshot.functions.values()) {
-    if (fn.address !== ep.pciAddress && fn.representor && 'found' in fn.representor && fn.representor.found.name === name) {
-      throw refuse(`${where} is the representor of ${fn.address}`);
-    }
-  }
+  const owner = representorOwners(opts, [name]).get(name);
+  if (owner !== undefined && owner !== ep.pciAddress) throw refuse(`${where} is the representor of ${owner}`);
   const claim = listStates(paths.stateDir).states.find((s) => s.representor === name && s.pciAddress !== ep.pciAddress);
   if (claim) throw refuse(`${where} is plugged for container ${claim.containerId} interface ${claim.ifname} (${claim.pciAddress})`);
   return name;
@@ -156,14 +156,15 @@ export function resolveDevice(req: ResolveRequest, paths: HostPaths, log: Logger
     const h = readHint('device plugin file', dp, log);
     if (h) hints.push(h);
   }
-  const snapshot = discover({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot });
-  let endpoint = fromSysfs(snapshot, deviceId, hints);
+  // Only the function the deviceID names is read, not the whole node.
+  const opts = { sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot };
+  let endpoint = fromSysfs(discoverFunction(opts, deviceId), opts, deviceId, hints);
   for (const h of hints) crossCheck(h, endpoint);
   let source: DeviceSource = hints[0]?.source ?? 'sysfs';
   if (!endpoint.representor) {
     const named = hints.find((h) => h.info.vdpa?.['representor-device'] !== undefined);
     if (named) {
-      endpoint = { ...endpoint, representor: vouchRepresentor(named, named.info.vdpa!['representor-device']!, endpoint, snapshot, paths) };
+      endpoint = { ...endpoint, representor: vouchRepresentor(named, named.info.vdpa!['representor-device']!, endpoint, opts, paths) };
       source = named.source;
     }
   }
