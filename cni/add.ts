@@ -46,6 +46,7 @@ async function reclaimVf(ctx: CallContext, pciAddress: string): Promise<void> {
       );
     }
     ctx.log.warn('VF is still recorded for an attachment that is gone; undoing it first', { ...holder, why: gone });
+    ctx.tally.reclaims++;
     await undoAttachment(old, { ipam: null, ovsdb: ctx.conf.ovsdb, log: ctx.log });
     removeState(ctx.paths.stateDir, old.containerId, old.ifname);
   }
@@ -198,6 +199,7 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, plan: Plan): Promise<R
 /** Undo the steps begun; the state file stays when that fails, so DEL can finish the job. */
 async function rollback(ctx: CallContext, state: AttachmentState, cause: unknown): Promise<void> {
   ctx.log.error('ADD failed; undoing what it did', { error: cause, steps: state.steps });
+  ctx.tally.rollbacks++;
   try {
     await undoAttachment(state, { ipam: ipamCall(ctx), ovsdb: ctx.conf.ovsdb, log: ctx.log });
     removeState(ctx.paths.stateDir, state.containerId, state.ifname);

@@ -16,6 +16,8 @@ export interface CallContext {
   readonly log: Logger;
   /** Told of each ADD step; only the test suites install one (cni/main.ts). */
   readonly observer: StepObserver | null;
+  /** What the call's outcome record counts besides its result (host/outcomes.ts). */
+  readonly tally: { rollbacks: number; reclaims: number };
 }
 
 /** The IPAM call for this request, or null when the config has no IPAM. */

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createLogger, type Logger } from '../host/log.js';
+import { recordOutcome } from '../host/outcomes.js';
 import { pathsFromEnv } from '../host/paths.js';
 import { cmdAdd } from './add.js';
 import { cmdCheck } from './check.js';
@@ -101,7 +102,7 @@ function context(stdin: string): CallContext {
     file: conf.logFile ?? undefined,
     fields: { command: env.command, containerID: env.containerId || undefined, ifname: env.ifname || undefined },
   });
-  return { env, conf, stdin, paths: pathsFromEnv(), log, observer: testPauseObserver(process.env.VDPA_CNI_TEST_PAUSE) };
+  return { env, conf, stdin, paths: pathsFromEnv(), log, observer: testPauseObserver(process.env.VDPA_CNI_TEST_PAUSE), tally: { rollbacks: 0, reclaims: 0 } };
 }
 
 async function execute(ctx: CallContext): Promise<void> {
@@ -144,20 +145,27 @@ async function main(): Promise<number> {
     print(versionInfo(requested));
     return 0;
   }
+  const started = performance.now();
+  const verb = process.env.CNI_COMMAND ?? '';
   let ctx: CallContext;
   try {
     ctx = context(stdin);
   } catch (err) {
+    recordOutcome(pathsFromEnv().stateDir, { verb, network: '', code: toCniError(err).code, ms: performance.now() - started, rollback: false, reclaims: 0 });
     return fail(err, createLogger({ level: 'info' }), requested ?? LATEST_VERSION);
   }
   logCall(ctx);
-  const started = performance.now();
+  let code = 0;
   try {
     await execute(ctx);
     ctx.log.info(`${ctx.env.command} done`, { ms: Math.round(performance.now() - started), maxRssKb: process.resourceUsage().maxRSS });
     return 0;
   } catch (err) {
+    code = toCniError(err).code;
     return fail(err, ctx.log, ctx.conf.cniVersion);
+  } finally {
+    const { rollbacks, reclaims } = ctx.tally;
+    recordOutcome(ctx.paths.stateDir, { verb, network: ctx.conf.name, code, ms: performance.now() - started, rollback: rollbacks > 0, reclaims });
   }
 }
 

@@ -26,6 +26,7 @@ export interface Flags {
   /** null = no metrics endpoint. */
   readonly metricsAddr: ListenAddress | null;
   readonly logLevel: LogLevel;
+  readonly cniStateDir: string;
 }
 
 export type Args = { readonly help: true } | { readonly help: false; readonly flags: Flags };
@@ -52,6 +53,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'dev-root', arg: 'DIR', help: 'where /dev is read from (env VDPA_DEV_ROOT)', defaultValue: (env) => pathsFromEnv(env).devRoot },
   { name: 'metrics-addr', arg: 'HOST:PORT', help: 'Prometheus /metrics listen address; empty disables it', defaultValue: () => '127.0.0.1:9402' },
   { name: 'log-level', arg: 'LEVEL', help: `${LOG_LEVELS.join(' | ')}`, defaultValue: () => 'info' },
+  { name: 'cni-state-dir', arg: 'DIR', help: "vdpa-cni's state directory, whose call outcomes /metrics exports (env VDPA_STATE_DIR)", defaultValue: (env) => pathsFromEnv(env).stateDir },
 ];
 
 export function helpText(env: NodeJS.ProcessEnv = process.env): string {
@@ -135,6 +137,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       devRoot: path('dev-root'),
       metricsAddr: parseListenAddress(get('metrics-addr')),
       logLevel: logLevel(get('log-level')),
+      cniStateDir: path('cni-state-dir'),
     },
   };
 }

@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import { createLogger } from '../host/log.js';
 import { ConfigError } from './config.js';
 import { FlagError, helpText, parseFlags, type Args } from './flags.js';
+import { registerCniMetrics } from './cnimetrics.js';
 import { Metrics } from './metrics.js';
 import { Plugin } from './plugin.js';
 import { runSubcommand, SUBCOMMANDS, type Subcommand } from './provision/cli.js';
@@ -40,6 +41,7 @@ async function main(): Promise<number> {
       logger[level]('grpc-js', { detail: parts.map(String).join(' ') });
   grpc.setLogger({ error: grpcLog('warn'), info: grpcLog('debug'), debug: grpcLog('debug') });
   const metrics = new Metrics();
+  registerCniMetrics(metrics.registry, flags.cniStateDir);
 
   let plugin: Plugin;
   try {
