@@ -1,6 +1,7 @@
 // Shared by the scripts that run TypeScript from the tree (test runner, benchmarks, demo, VM
 // testbed): bundle for Node with the dependencies left in node_modules, and rebuild the
-// executables when a source is newer than them.
+// executables (build/build.mjs: the CNI with Bun, the device plugin as a Node SEA) when a source
+// or the lock file that pins their runtimes is newer than them.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -35,9 +36,15 @@ function newestSource(dir) {
   }, 0);
 }
 
+/** The lock file pins the runtimes the executables embed (Bun for the CNI, Node for the device plugin). */
+const PINS = join(root, 'package-lock.json');
+
 function fresh() {
   if (!BINS.every(existsSync)) return false;
-  const sources = Math.max(...SOURCE_DIRS.filter((d) => existsSync(join(root, d))).map((d) => newestSource(join(root, d))));
+  const sources = Math.max(
+    ...SOURCE_DIRS.filter((d) => existsSync(join(root, d))).map((d) => newestSource(join(root, d))),
+    statSync(PINS, { throwIfNoEntry: false })?.mtimeMs ?? 0,
+  );
   return Math.min(...BINS.map((b) => statSync(b).mtimeMs)) >= sources;
 }
 
