@@ -20,6 +20,7 @@ export interface Flags {
   readonly kubeletDir: string;
   readonly pluginsRegistryDir: string;
   readonly registration: RegistrationMode;
+  readonly watcherGraceMs: number;
   readonly devinfoDir: string;
   readonly sysfsRoot: string;
   readonly devRoot: string;
@@ -47,7 +48,8 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'resource-prefix', arg: 'PREFIX', help: 'resource prefix for pools that do not set resourcePrefix', defaultValue: () => DEFAULT_RESOURCE_PREFIX },
   { name: 'kubelet-dir', arg: 'DIR', help: "the kubelet's device-plugin directory (kubelet.sock, plugin sockets)", defaultValue: () => '/var/lib/kubelet/device-plugins' },
   { name: 'plugins-registry-dir', arg: 'DIR', help: "the kubelet's plugin-watcher directory", defaultValue: () => '/var/lib/kubelet/plugins_registry' },
-  { name: 'registration', arg: 'MODE', help: 'auto | kubelet | watcher; auto = watcher when --plugins-registry-dir exists', defaultValue: () => 'auto' },
+  { name: 'registration', arg: 'MODE', help: 'auto | kubelet | watcher; auto = watcher when --plugins-registry-dir exists, kubelet.sock when the watcher does not pick the sockets up', defaultValue: () => 'auto' },
+  { name: 'watcher-grace', arg: 'SECONDS', help: 'how long auto waits for the kubelet to pick up watcher sockets', defaultValue: () => '20' },
   { name: 'devinfo-dir', arg: 'DIR', help: 'DeviceInfo root; files go to DIR/dp (env VDPA_DEVINFO_DIR)', defaultValue: (env) => pathsFromEnv(env).devinfoDir },
   { name: 'sysfs-root', arg: 'DIR', help: 'where sysfs is read from (env VDPA_SYSFS_ROOT)', defaultValue: (env) => pathsFromEnv(env).sysfsRoot },
   { name: 'dev-root', arg: 'DIR', help: 'where /dev is read from (env VDPA_DEV_ROOT)', defaultValue: (env) => pathsFromEnv(env).devRoot },
@@ -86,6 +88,12 @@ function registration(value: string): RegistrationMode {
     throw new FlagError(`--registration: must be auto, kubelet or watcher, got "${value}"`);
   }
   return value;
+}
+
+function seconds(name: string, value: string): number {
+  const n = Number(value);
+  if (value === '' || !Number.isFinite(n) || n <= 0) throw new FlagError(`--${name}: must be a positive number of seconds, got "${value}"`);
+  return Math.round(n * 1000);
 }
 
 function logLevel(value: string): LogLevel {
@@ -132,6 +140,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       kubeletDir: path('kubelet-dir'),
       pluginsRegistryDir: path('plugins-registry-dir'),
       registration: registration(get('registration')),
+      watcherGraceMs: seconds('watcher-grace', get('watcher-grace')),
       devinfoDir: path('devinfo-dir'),
       sysfsRoot: path('sysfs-root'),
       devRoot: path('dev-root'),

@@ -55,7 +55,7 @@ async function main(): Promise<number> {
   let http: Server | null = null;
   if (flags.metricsAddr) {
     try {
-      http = await metrics.serve(flags.metricsAddr);
+      http = await metrics.serve(flags.metricsAddr, () => plugin.readiness());
       const bound = http.address();
       const addr = bound && typeof bound === 'object' ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : '';
       logger.info('serving metrics', { addr, path: '/metrics' });

@@ -41,6 +41,12 @@ export class Metrics {
     labelNames: ['resource', 'mode', 'result'] as const,
     registers: [this.registry],
   });
+  readonly registered = new Gauge({
+    name: `${PREFIX}registered`,
+    help: 'Whether the pool is registered with the kubelet now (1) or not (0), by resource and mode.',
+    labelNames: ['resource', 'mode'] as const,
+    registers: [this.registry],
+  });
   readonly discoverySeconds = new Histogram({
     name: `${PREFIX}discovery_duration_seconds`,
     help: 'Time of one sysfs discovery pass.',
@@ -73,8 +79,11 @@ export class Metrics {
     }
   }
 
-  /** Serves GET /metrics (and /healthz); resolves once listening. */
-  serve(addr: ListenAddress): Promise<Server> {
+  /**
+   * Serves GET /metrics, /healthz (liveness: the process answers) and /readyz (readiness: every
+   * pool registered with the kubelet, 503 naming the others); resolves once listening.
+   */
+  serve(addr: ListenAddress, readiness: () => { ready: boolean; detail: string }): Promise<Server> {
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method === 'GET' && path === '/metrics') {
@@ -83,7 +92,10 @@ export class Metrics {
           (err: Error) => res.writeHead(500).end(`${err.message}\n`),
         );
       } else if (req.method === 'GET' && path === '/healthz') res.writeHead(200).end('ok\n');
-      else res.writeHead(404).end('not found; try /metrics\n');
+      else if (req.method === 'GET' && path === '/readyz') {
+        const r = readiness();
+        res.writeHead(r.ready ? 200 : 503).end(`${r.detail}\n`);
+      } else res.writeHead(404).end('not found; try /metrics, /healthz or /readyz\n');
     });
     return new Promise((resolve, reject) => {
       server.once('error', reject);

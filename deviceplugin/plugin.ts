@@ -4,7 +4,7 @@
  * again when the kubelet restarts), all driven by one periodic tick.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { AllocateRequest, AllocateResponse } from '../proto/gen/deviceplugin_v1beta1.js';
 import { deviceInfoFromEndpoint, dpDeviceInfoPath, removeDeviceInfo, writeDeviceInfo } from '../host/deviceinfo.js';
 import type { Logger } from '../host/log.js';
@@ -48,7 +48,7 @@ function loadConfig(path: string, defaultPrefix: string): { text: string; config
 }
 
 export class Plugin {
-  readonly mode: RegistrationMode;
+  private registrationMode: RegistrationMode;
   private readonly log: Logger;
   private config: Config;
   private configText: string;
@@ -67,7 +67,7 @@ export class Plugin {
   private constructor(private readonly opts: PluginOptions) {
     const { flags, logger } = opts;
     this.log = logger;
-    this.mode = flags.registration === 'auto' ? (isDirectory(flags.pluginsRegistryDir) ? 'watcher' : 'kubelet') : flags.registration;
+    this.registrationMode = flags.registration === 'auto' ? (isDirectory(flags.pluginsRegistryDir) ? 'watcher' : 'kubelet') : flags.registration;
     ({ text: this.configText, config: this.config } = loadConfig(flags.config, flags.resourcePrefix));
     this.store = {
       path: (resource, id) => dpDeviceInfoPath(flags.devinfoDir, resource, id),
@@ -119,6 +119,39 @@ export class Plugin {
     this.socketWatch.set(this.mode === 'watcher' ? [flags.pluginsRegistryDir] : [flags.kubeletDir]);
     await this.reconcileServers();
     this.scheduleTick(TICK_MS, 0);
+    if (flags.registration === 'auto' && this.mode === 'watcher') this.fallbackTimer = setTimeout(() => void this.fallBackToKubelet(), flags.watcherGraceMs);
+  }
+
+  get mode(): RegistrationMode {
+    return this.registrationMode;
+  }
+
+  private fallbackTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * `auto` chose the plugin watcher because the registry directory exists, but a directory made
+   * by the DaemonSet's hostPath (DirectoryOrCreate) is not necessarily the one the kubelet
+   * watches: when no pool was picked up in time, register through kubelet.sock instead.
+   */
+  private async fallBackToKubelet(): Promise<void> {
+    if (this.stopped || [...this.servers.values()].some((s) => s.isRegistered)) return;
+    const { flags } = this.opts;
+    this.log.warn('the kubelet never picked up the plugin-watcher sockets; registering through kubelet.sock instead', {
+      pluginsRegistryDir: flags.pluginsRegistryDir,
+      waitedMs: flags.watcherGraceMs,
+      kubeletSocket: join(flags.kubeletDir, KUBELET_SOCKET),
+    });
+    await Promise.all([...this.servers.values()].map((s) => s.stop()));
+    this.servers.clear();
+    this.registrationMode = 'kubelet';
+    this.socketWatch.set([flags.kubeletDir]);
+    await this.reconcileServers();
+  }
+
+  /** Ready when every pool is registered with the kubelet; what is not, otherwise. */
+  readiness(): { ready: boolean; detail: string } {
+    const waiting = [...this.servers.values()].filter((s) => !s.isRegistered).map((s) => s.resource);
+    return waiting.length ? { ready: false, detail: `not registered with the kubelet (${this.mode}): ${waiting.join(', ')}` } : { ready: true, detail: 'registered' };
   }
 
   /** The tick also keeps the process alive while no socket is served (no kubelet directory yet). */
@@ -212,6 +245,7 @@ export class Plugin {
     this.stopped = true;
     this.node.close();
     if (this.tick) clearTimeout(this.tick);
+    if (this.fallbackTimer) clearTimeout(this.fallbackTimer);
     this.reloadSoon.cancel();
     this.socketWatch.close();
     this.configWatch.close();

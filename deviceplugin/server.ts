@@ -167,6 +167,7 @@ export class PoolServer {
     this.server = server;
     this.socketId = identity(this.socketPath);
     this.registeredWith = null;
+    this.setRegistered(false);
     this.log.info('serving', { socket: this.socketPath, reason: why });
   }
 
@@ -178,6 +179,15 @@ export class PoolServer {
     this.server = null;
     if (this.socketId !== null && identity(this.socketPath) === this.socketId) unlinkSync(this.socketPath);
     this.socketId = null;
+    this.setRegistered(false);
+  }
+
+  /** Registered with the kubelet now: the readiness probe and the registered gauge. */
+  isRegistered = false;
+
+  private setRegistered(on: boolean): void {
+    this.isRegistered = on;
+    this.opts.metrics.registered.set({ resource: this.resource, mode: this.opts.mode }, on ? 1 : 0);
   }
 
   private async register(): Promise<void> {
@@ -207,6 +217,7 @@ export class PoolServer {
       this.registeredWith = kubelet;
       this.retryDelay = RETRY_MIN_MS;
       this.opts.metrics.registrations.inc({ resource: this.resource, mode: 'kubelet', result: 'ok' });
+      this.setRegistered(true);
       this.log.info('registered with the kubelet', { endpoint: request.endpoint });
     } catch (err) {
       this.opts.metrics.registrations.inc({ resource: this.resource, mode: 'kubelet', result: 'error' });
@@ -292,6 +303,7 @@ export class PoolServer {
       notifyRegistrationStatus: (call, cb) => {
         const ok = call.request.pluginRegistered;
         this.opts.metrics.registrations.inc({ resource: this.resource, mode: 'watcher', result: ok ? 'ok' : 'error' });
+        this.setRegistered(ok);
         if (ok) {
           this.retryDelay = RETRY_MIN_MS;
           this.log.info('registered through the plugin watcher', { socket: this.socketPath });

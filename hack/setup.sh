@@ -12,6 +12,7 @@ PACKAGES=(
   containernetworking-plugins  # Go reference plugins: host-local IPAM and the host-device baseline
   hyperfine                    # benchmarks
   podman runc busybox-static   # a real libcni client
+  prometheus                   # promtool, for the alert rules
 )
 
 source hack/lib/packages.sh

@@ -164,11 +164,13 @@ test('flags: defaults, both spellings, env defaults for host paths, errors', () 
     kubeletDir: '/var/lib/kubelet/device-plugins',
     pluginsRegistryDir: '/var/lib/kubelet/plugins_registry',
     registration: 'auto',
+    watcherGraceMs: 20_000,
     devinfoDir: '/var/run/k8s.cni.cncf.io/devinfo',
     sysfsRoot: '/sys',
     devRoot: '/dev',
     metricsAddr: { host: '127.0.0.1', port: 9402 },
     logLevel: 'info',
+    cniStateDir: '/var/lib/cni/vdpa-k8s',
   });
   const given = parseFlags(
     ['--config=/c.json', '--resource-prefix', 'example.com', '--registration', 'watcher', '--metrics-addr=', '--log-level', 'debug'],
