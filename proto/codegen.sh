@@ -15,7 +15,7 @@ protoc \
   --plugin="$root/node_modules/.bin/protoc-gen-ts_proto" \
   --ts_proto_out="$out" \
   --ts_proto_opt=outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,useOptionals=none \
-  -I . deviceplugin_v1beta1.proto pluginregistration_v1.proto
+  -I . deviceplugin_v1beta1.proto pluginregistration_v1.proto podresources_v1.proto
 if [[ "${1:-}" == "--check" ]]; then
   diff -ru gen "$out" >&2 || { echo "codegen: proto/gen is stale; run npm run codegen and commit it" >&2; exit 1; }
   echo "codegen: proto/gen is up to date"
