@@ -65,6 +65,7 @@ export function helpText(env: NodeJS.ProcessEnv = process.env): string {
     'vdpa-device-plugin — advertises vDPA-backed VFs to the kubelet as extended resources.',
     '',
     'Usage: vdpa-device-plugin [flags]',
+    '       vdpa-device-plugin provision|teardown|install-cni --help',
     '',
     'Flags:',
     ...rows.map(([l, r]) => `  ${l.padEnd(width)}${r}`),

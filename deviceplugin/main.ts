@@ -8,6 +8,7 @@ import { createLogger } from '../host/log.js';
 import { ConfigError } from './config.js';
 import { FlagError, helpText, parseFlags, type Args } from './flags.js';
 import { registerCniMetrics } from './cnimetrics.js';
+import { installCni } from './installcni.js';
 import { Metrics } from './metrics.js';
 import { Plugin } from './plugin.js';
 import { runSubcommand, SUBCOMMANDS, type Subcommand } from './provision/cli.js';
@@ -15,6 +16,7 @@ import { runSubcommand, SUBCOMMANDS, type Subcommand } from './provision/cli.js'
 async function main(): Promise<number> {
   const sub = process.argv[2];
   if ((SUBCOMMANDS as readonly string[]).includes(sub ?? '')) return runSubcommand(sub as Subcommand, process.argv.slice(3));
+  if (sub === 'install-cni') return installCni(process.argv.slice(3));
   // Installed first, so a signal during start-up still ends in a clean stop.
   const signal = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);

@@ -10,6 +10,7 @@ import { parseFlags } from '../../deviceplugin/flags.js';
 import { parsePolicyText } from '../../deviceplugin/provision/policy.js';
 import { podAddress, VHOST_NAD, VIRTIO_NAD, VIRTIO_RESOURCE } from '../../hack/demo/networks.js';
 import { POOL_CONFIG } from '../../hack/sim/node.js';
+import { parseAllDocuments } from 'yaml';
 import { ROOT } from '../support/paths.js';
 
 const manifest = (name: string) => readFileSync(join(ROOT, 'build', 'manifests', name), 'utf8');
@@ -50,12 +51,52 @@ test('device-plugin.yaml: the plugin flags parse; mounts cover every path they n
   assert.ok(!parsed.help);
   const flags = parsed.flags;
   const mounts = [...text.matchAll(/mountPath: ([^,}\s]+)/g)].map((m) => m[1]!);
-  for (const path of [flags.kubeletDir, flags.pluginsRegistryDir, flags.devinfoDir, flags.sysfsRoot, flags.devRoot, '/etc/vdpa-k8s']) {
+  for (const path of [flags.kubeletDir, flags.pluginsRegistryDir, flags.devinfoDir, flags.sysfsRoot, flags.devRoot, flags.cniStateDir, '/etc/vdpa-k8s']) {
     assert.ok(mounts.includes(path), `${path} is mounted`);
   }
   assert.is(flags.config, '/etc/vdpa-k8s/config.json');
-  assert.match(text, /mv -f \/host\/opt\/cni\/bin\/\.vdpa-cni\.new \/host\/opt\/cni\/bin\/vdpa-cni/);
+  assert.is(flags.devinfoDir, '/var/run/k8s.cni.cncf.io/devinfo', "Multus' fixed DeviceInfo directory");
+  assert.match(text, /args: \["install-cni", "--bin-dir", "\/host\/opt\/cni\/bin"\]/);
+  assert.match(text, /\{ name: cni-bin, mountPath: \/host\/opt\/cni\/bin \}/);
   assert.match(text, /path: \/opt\/cni\/bin,/);
+});
+
+test('every manifest validates against the Kubernetes OpenAPI schemas (kubernetes-models), the DaemonSet as a node needs it', async () => {
+  const { ConfigMap, Namespace, Pod } = await import('kubernetes-models/v1');
+  const { DaemonSet } = await import('kubernetes-models/apps/v1');
+  const { PrometheusRule } = await import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1');
+  const models: Record<string, new (o: never) => { validate(): void }> = { ConfigMap, Namespace, Pod, DaemonSet, PrometheusRule };
+  let validated = 0;
+  for (const file of ['device-plugin.yaml', 'networks.yaml', 'pod.yaml', 'alerts.yaml']) {
+    for (const doc of parseAllDocuments(manifest(file))) {
+      const o = doc.toJS() as { kind: string; spec?: unknown };
+      const Model = models[o.kind];
+      if (o.kind === 'NetworkAttachmentDefinition') {
+        // A CRD without models in the registry: its schema is apiVersion/kind/metadata/spec.config (a string).
+        assert.type((o.spec as { config?: unknown }).config, 'string', `${file}: NAD spec.config`);
+        continue;
+      }
+      assert.ok(Model, `${file}: no model for ${o.kind}`);
+      try {
+        new Model(o as never).validate();
+      } catch (err) {
+        assert.unreachable(`${file} ${o.kind}: ${(err as Error).message}`);
+      }
+      validated++;
+    }
+  }
+  assert.is(validated, 6, "2 ConfigMaps, the DaemonSet, the Namespace, the Pod and the PrometheusRule");
+  const ds = parseAllDocuments(manifest('device-plugin.yaml')).map((d) => d.toJS() as Record<string, never>).find((o) => o.kind === 'DaemonSet') as unknown as {
+    spec: { updateStrategy: { type: string }; template: { spec: { hostNetwork: boolean; priorityClassName: string; tolerations: unknown[]; containers: { livenessProbe?: { httpGet: { path: string } }; readinessProbe?: { httpGet: { path: string } }; resources?: { requests?: unknown } }[] } } };
+  };
+  const pod = ds.spec.template.spec;
+  assert.equal(pod.tolerations, [{ operator: 'Exists' }], 'tolerates every taint');
+  assert.is(pod.priorityClassName, 'system-node-critical');
+  assert.is(pod.hostNetwork, true);
+  assert.is(ds.spec.updateStrategy.type, 'RollingUpdate');
+  assert.is(pod.containers[0]!.livenessProbe?.httpGet.path, '/healthz');
+  assert.is(pod.containers[0]!.readinessProbe?.httpGet.path, '/readyz');
+  assert.ok(pod.containers[0]!.resources?.requests);
 });
 
 test('device-plugin.yaml: the provisioning policy is one `provision` accepts', () => {
