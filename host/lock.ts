@@ -13,14 +13,15 @@
  *
  * Node has no flock(), so util-linux's flock(1) takes it for us on our own descriptor, passed to
  * it as fd 3: once it has locked it and exited, we hold the lock through our descriptor until we
- * close it (release) or die. A busy lock is waited for by a second flock(1) with a timeout, so
+ * close it (release) or die. On Bun (the CNI executable) the first, non-blocking try is flock(2)
+ * itself, through bun:ffi. A busy lock is waited for by a second flock(1) with a timeout, so
  * nobody polls. The holder writes its pid into the file so a waiter can say whom it waits for;
  * `lslocks` shows the live holders.
  */
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { bun, flockSyscall, textOf } from './bun.js';
+import { sha256Hex } from './hash.js';
 import { systemTool } from './proc.js';
 
 export interface Lock {
@@ -56,7 +57,7 @@ const O_CLOEXEC = 0o2000000;
 
 /** Keys are PCI addresses and plain words; anything else is named by its hash. */
 function fileName(key: string): string {
-  return /^[\w.:-]{1,200}$/.test(key) && !key.startsWith('.') ? `${key}.lock` : `sha256-${createHash('sha256').update(key).digest('hex')}.lock`;
+  return /^[\w.:-]{1,200}$/.test(key) && !key.startsWith('.') ? `${key}.lock` : `sha256-${sha256Hex(key)}.lock`;
 }
 
 /** Creates `<scope>/locks` (mode 0700) and refuses one that another uid could write into. */
@@ -93,26 +94,63 @@ function holderOf(fd: number): string {
   return /^\d+$/.test(text) ? text : '';
 }
 
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+/** What flock(1)'s exit says: 0 locked, 1 busy (-n, or -w ran out), anything else a failure. */
+function flockOutcome(code: number | null, signal: string | null, stderr: string): 'locked' | 'busy' {
+  if (code === 0) return 'locked';
+  if (code === 1) return 'busy';
+  throw new Error(`${FLOCK} failed (${signal ?? `exit ${code}`}): ${stderr.trim()}`);
+}
+
 /** flock(1) on our descriptor: "locked" (we hold it now) or "busy" (-n, or -w ran out). */
-function flock(fd: number, args: readonly string[]): Promise<'locked' | 'busy'> {
+async function flock(fd: number, args: readonly string[]): Promise<'locked' | 'busy'> {
+  const argv = ['-x', ...args, '3'];
+  if (bun) {
+    const runtime = bun;
+    const child = (() => {
+      try {
+        return runtime.spawn({ cmd: [FLOCK, ...argv], stdio: ['ignore', 'ignore', 'pipe', fd] });
+      } catch (err) {
+        throw new Error(`cannot run ${FLOCK}: ${(err as Error).message}`);
+      }
+    })();
+    const [stderr] = await Promise.all([textOf(child.stderr), child.exited]);
+    return flockOutcome(child.exitCode, child.signalCode, stderr);
+  }
+  const { spawn } = process.getBuiltinModule('node:child_process');
   return new Promise((resolve, reject) => {
-    const child = spawn(FLOCK, ['-x', ...args, '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    const child = spawn(FLOCK, argv, { stdio: ['ignore', 'ignore', 'pipe', fd] });
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', (err) => reject(new Error(`cannot run ${FLOCK}: ${err.message}`)));
     child.on('close', (code, signal) => {
-      if (code === 0) resolve('locked');
-      else if (code === 1) resolve('busy');
-      else reject(new Error(`${FLOCK} failed (${signal ?? `exit ${code}`}): ${stderr.trim()}`));
+      try {
+        resolve(flockOutcome(code, signal, stderr));
+      } catch (err) {
+        reject(err as Error);
+      }
     });
   });
+}
+
+/**
+ * The first, non-blocking try. On Bun flock(2) itself (bun:ffi), which saves starting flock(1)
+ * on every call; it is the same lock on the same open file description either way.
+ */
+function tryLock(fd: number): Promise<'locked' | 'busy'> {
+  const syscall = flockSyscall();
+  if (!syscall) return flock(fd, ['-n']);
+  // -1 is EWOULDBLOCK but for a descriptor error that flock(1) then reports.
+  return syscall(fd, LOCK_EX | LOCK_NB) === 0 ? Promise.resolve('locked') : flock(fd, ['-n']);
 }
 
 export async function acquireLock(key: string, opts: LockOptions): Promise<Lock> {
   const deadline = Date.now() + opts.timeoutMs;
   const fd = openLockFile(lockPath(opts.scope, key));
   try {
-    if ((await flock(fd, ['-n'])) === 'busy') {
+    if ((await tryLock(fd)) === 'busy') {
       opts.onWait?.(holderOf(fd));
       const seconds = Math.max(0, deadline - Date.now()) / 1000;
       if ((await flock(fd, ['-w', seconds.toFixed(3)])) === 'busy') throw new LockTimeoutError(key, holderOf(fd));

@@ -4,6 +4,7 @@
  * the netlink calls themselves).
  */
 import { readFileSync, readlinkSync, statfsSync } from 'node:fs';
+import { bun } from './bun.js';
 import { runProcess, systemTool } from './proc.js';
 
 /** A network namespace path (`/run/netns/x`, `/proc/123/ns/net`); null is the plugin's own (the host). */
@@ -105,9 +106,9 @@ const batchText = (lines: readonly (readonly (string | null)[])[]): string => li
 
 /**
  * Runs batches one after the other, stopping at the first failure (thrown as an IpError), and
- * returns what the last batch printed (`-j`: a `link show` in it prints JSON). Several batches run
- * under one `sh`: starting a process from Node costs more than the netlink calls themselves, and
- * forking the small shell is cheap. Every word given to the shell is single-quoted and every
+ * returns what the last batch printed (`-j`: a `link show` in it prints JSON). On Node several
+ * batches run under one `sh`: starting a process from Node costs more than the netlink calls
+ * themselves, and forking the small shell is cheap; Bun starts each `ip` directly. Every word given to the shell is single-quoted and every
  * batch travels in a quoted here-document, so no path or name reaches the shell as code.
  * Commands that `ip -batch` cannot carry run one process each.
  */
@@ -127,11 +128,16 @@ export async function ipBatches(batches: readonly IpBatch[]): Promise<string> {
     return out;
   }
   if (todo.length === 0) return '';
-  if (todo.length === 1) {
-    const [file, args] = argv(todo[0]!.netns, ['-j', '-batch', '-']);
-    const r = await runProcess(file, args, { input: batchText(lines[0]!) });
-    if (r.code !== 0) throw batchFailure(todo[0]!, r.stderr);
-    return r.stdout;
+  // Bun starts processes cheaply: one `ip` after the other, no shell between.
+  if (todo.length === 1 || bun) {
+    let out = '';
+    for (const [i, b] of todo.entries()) {
+      const [file, args] = argv(b.netns, ['-j', '-batch', '-']);
+      const r = await runProcess(file, args, { input: batchText(lines[i]!) });
+      if (r.code !== 0) throw batchFailure(b, r.stderr);
+      out = r.stdout;
+    }
+    return out;
   }
   // Exit 100+i names the batch that failed; only the last batch's output is kept.
   const script = todo.map((b, i) => batchLine(b.netns, batchText(lines[i]!), i === todo.length - 1 ? ['-j'] : [], `exit ${100 + i}`)).join('\n');
@@ -160,6 +166,15 @@ export async function ipThenListLinks(batch: IpBatch, listIn: Netns): Promise<{ 
         throw err;
       },
     );
+    return { error, links: await listLinks(listIn) };
+  }
+  if (bun) {
+    let error: IpError | null = null;
+    if (lines.length) {
+      const [file, args] = argv(batch.netns, ['-batch', '-']);
+      const r = await runProcess(file, args, { input: batchText(lines) });
+      if (r.code !== 0) error = batchFailure(batch, r.stderr);
+    }
     return { error, links: await listLinks(listIn) };
   }
   const [listFile, listArgs] = argv(listIn, ['-d', '-j', 'link', 'show']);

@@ -3,7 +3,7 @@
  * monitor_cond, echo. ovsdb-server frames nothing: messages are JSON values written back to
  * back, so the reader splits the byte stream itself.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { bun } from './bun.js';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -355,49 +355,123 @@ export function parseRemote(remote: string): RemoteTarget {
   return target;
 }
 
+/** The byte stream under a client: node:net on Node, Bun.connect on Bun (no Node streams there). */
+interface Transport {
+  write(text: string): void;
+  destroy(): void;
+}
+
+interface TransportEvents {
+  data(chunk: Buffer): void;
+  error(err: Error): void;
+  close(): void;
+}
+
+/** A connection being made; abort() drops it, even once it has been made. */
+interface Opening {
+  readonly ready: Promise<Transport>;
+  abort(): void;
+}
+
+function openNodeTransport(target: RemoteTarget, events: TransportEvents): Opening {
+  // Loaded on first use: a call that never talks to OVSDB does not pay for node:net.
+  const socket = process.getBuiltinModule('node:net').connect(target);
+  const ready = new Promise<Transport>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      socket.removeListener('error', reject);
+      socket.setNoDelay(true);
+      socket.on('data', (chunk: Buffer) => events.data(chunk));
+      socket.on('error', (err) => events.error(err));
+      socket.on('close', () => events.close());
+      resolve({ write: (text) => void socket.write(text), destroy: () => socket.destroy() });
+    });
+  });
+  return { ready, abort: () => socket.destroy() };
+}
+
+function openBunTransport(target: RemoteTarget, events: TransportEvents): Opening {
+  let aborted = false;
+  // What the kernel did not take yet, sent again on drain; writes queue behind it, in order.
+  let backlog: Buffer = Buffer.alloc(0);
+  const send = (socket: { write(data: Uint8Array): number }, data: Buffer) => {
+    backlog = backlog.length ? Buffer.concat([backlog, data]) : data;
+    while (backlog.length) {
+      const n = socket.write(backlog);
+      if (n <= 0) break;
+      backlog = backlog.subarray(n);
+    }
+  };
+  const where = 'path' in target ? { unix: target.path } : { hostname: target.host, port: target.port };
+  const connecting = bun!.connect({
+    ...where,
+    socket: {
+      data: (_s, chunk) => events.data(chunk),
+      drain: (s) => send(s, Buffer.alloc(0)),
+      close: () => events.close(),
+      error: (_s, err) => events.error(err),
+    },
+  });
+  const ready = connecting.then((socket): Transport => {
+    if (aborted) socket.terminate();
+    return { write: (text) => send(socket, Buffer.from(text)), destroy: () => socket.terminate() };
+  });
+  return {
+    ready,
+    abort: () => {
+      aborted = true;
+      connecting.then((s) => s.terminate(), () => undefined);
+    },
+  };
+}
+
 export class OvsdbClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly monitors = new Map<string, MonitorHandler>();
   private readonly closeListeners = new Set<(err: Error) => void>();
   private closedWith: Error | undefined;
+  private readonly splitter = new JsonStreamSplitter();
+  private transport: Transport | null = null;
 
   private constructor(
     readonly remote: string,
-    private readonly socket: Socket,
     private readonly requestTimeoutMs: number,
-  ) {
-    const splitter = new JsonStreamSplitter();
-    socket.on('data', (chunk: Buffer) => {
+  ) {}
+
+  private readonly events: TransportEvents = {
+    data: (chunk) => {
       try {
-        for (const text of splitter.push(chunk)) this.dispatch(JSON.parse(text) as Json);
+        for (const text of this.splitter.push(chunk)) this.dispatch(JSON.parse(text) as Json);
       } catch (err) {
-        this.fail(new OvsdbProtocolError(`OVSDB ${remote}: ${(err as Error).message}`));
+        this.fail(new OvsdbProtocolError(`OVSDB ${this.remote}: ${(err as Error).message}`));
       }
-    });
-    socket.on('error', (err) => this.fail(new OvsdbProtocolError(`OVSDB connection to ${remote} failed: ${err.message}`)));
-    socket.on('close', () => this.fail(new OvsdbProtocolError(`OVSDB connection to ${remote} closed`)));
-  }
+    },
+    error: (err) => this.fail(new OvsdbProtocolError(`OVSDB connection to ${this.remote} failed: ${err.message}`)),
+    close: () => this.fail(new OvsdbProtocolError(`OVSDB connection to ${this.remote} closed`)),
+  };
 
   static connect(remote: string = DEFAULT_OVSDB, opts: OvsdbClientOptions = {}): Promise<OvsdbClient> {
     const target = parseRemote(remote);
     const connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+    const client = new OvsdbClient(remote, opts.requestTimeoutMs ?? 30_000);
+    const opening = (bun ? openBunTransport : openNodeTransport)(target, client.events);
     return new Promise((resolve, reject) => {
-      const socket = netConnect(target);
       const timer = setTimeout(() => {
-        socket.destroy();
+        opening.abort();
         reject(new OvsdbProtocolError(`timed out connecting to OVSDB at ${remote} after ${connectTimeoutMs} ms`));
       }, connectTimeoutMs);
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(new OvsdbProtocolError(`cannot connect to OVSDB at ${remote}: ${err.message}`));
-      });
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.removeAllListeners('error');
-        socket.setNoDelay(true);
-        resolve(new OvsdbClient(remote, socket, opts.requestTimeoutMs ?? 30_000));
-      });
+      opening.ready.then(
+        (transport) => {
+          clearTimeout(timer);
+          client.transport = transport;
+          resolve(client);
+        },
+        (err: Error) => {
+          clearTimeout(timer);
+          reject(new OvsdbProtocolError(`cannot connect to OVSDB at ${remote}: ${err.message}`));
+        },
+      );
     });
   }
 
@@ -522,7 +596,7 @@ export class OvsdbClient {
         reject,
         timer,
       });
-      this.socket.write(JSON.stringify({ method, params, id }));
+      this.transport!.write(JSON.stringify({ method, params, id }));
     });
   }
 
@@ -533,7 +607,7 @@ export class OvsdbClient {
       const args = Array.isArray(params) ? params : [];
       if (method === 'echo' && id !== null && id !== undefined) {
         // The server's keepalive: an unanswered echo makes it drop the connection.
-        this.socket.write(JSON.stringify({ id, result: args, error: null }));
+        this.transport!.write(JSON.stringify({ id, result: args, error: null }));
       } else if ((method === 'update' || method === 'update2') && typeof args[0] === 'string') {
         this.monitors.get(args[0])?.(method, args[1]);
       }
@@ -562,7 +636,7 @@ export class OvsdbClient {
   private fail(err: Error): void {
     if (this.closedWith) return;
     this.closedWith = err;
-    this.socket.destroy();
+    this.transport?.destroy();
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
       p.reject(err);

@@ -1,6 +1,10 @@
-/** Runs a host tool to completion; with host/lock.ts (which hands flock(1) a descriptor) the only places host/ starts child processes. */
-import { spawn } from 'node:child_process';
+/**
+ * Runs a host tool to completion; with host/lock.ts (which hands flock(1) a descriptor) the only
+ * places host/ starts child processes. On Bun (the CNI executable) through Bun.spawn; on Node
+ * through node:child_process, loaded on first use.
+ */
 import { existsSync } from 'node:fs';
+import { bun, textOf } from './bun.js';
 
 export interface ProcResult {
   readonly code: number | null;
@@ -17,6 +21,22 @@ export interface ProcOptions {
 
 /** Never rejects on a non-zero exit; rejects only when the program cannot be started. */
 export function runProcess(file: string, args: readonly string[], opts: ProcOptions = {}): Promise<ProcResult> {
+  return bun ? runWithBun(file, args, opts) : runWithNode(file, args, opts);
+}
+
+async function runWithBun(file: string, args: readonly string[], opts: ProcOptions): Promise<ProcResult> {
+  const child = bun!.spawn({ cmd: [file, ...args], env: opts.env ?? process.env, stdio: [Buffer.from(opts.input ?? ''), 'pipe', 'pipe'] });
+  const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : null;
+  try {
+    const [stdout, stderr] = await Promise.all([textOf(child.stdout), textOf(child.stderr), child.exited]);
+    return { code: child.exitCode, signal: child.signalCode as NodeJS.Signals | null, stdout, stderr };
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+function runWithNode(file: string, args: readonly string[], opts: ProcOptions): Promise<ProcResult> {
+  const { spawn } = process.getBuiltinModule('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';

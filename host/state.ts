@@ -6,7 +6,7 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './hash.js';
 import type { VdpaDriver } from './snapshot.js';
 
 /** Host changes an ADD makes, in order (cni/steps/ holds each one's do and undo). */
@@ -68,7 +68,7 @@ const MAX_BASE_BYTES = 200;
 export function statePath(stateDir: string, containerId: string, ifname: string): string {
   // Container IDs never contain "@"; interface names may contain almost anything but "/".
   const base = `${containerId}@${encodeURIComponent(ifname)}`;
-  const name = Buffer.byteLength(base) <= MAX_BASE_BYTES ? base : `sha256-${createHash('sha256').update(base).digest('hex')}`;
+  const name = Buffer.byteLength(base) <= MAX_BASE_BYTES ? base : `sha256-${sha256Hex(base)}`;
   return join(dirOf(stateDir), `${name}.json`);
 }
 

@@ -10,7 +10,7 @@
  *    its old alias in one message. The mark is only a hint, for DEL without state and GC of
  *    netdevs whose state is lost.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomHex, sha256Hex } from '../../host/hash.js';
 import type { Logger } from '../../host/log.js';
 import {
   HOST_NETNS,
@@ -30,7 +30,7 @@ import { parseCidr } from '../ip.js';
 import { interfaceNameProblem } from '../netconf.js';
 import type { Result } from '../result.js';
 
-const hash = (text: string, n: number): string => createHash('sha256').update(text).digest('hex').slice(0, n);
+const hash = (text: string, n: number): string => sha256Hex(text).slice(0, n);
 
 /** Stable per attachment; CNI_CONTAINERID + CNI_IFNAME identify an attachment. */
 export const attachmentHash = (containerId: string, ifname: string): string => hash(`${containerId}/${ifname}`, 16);
@@ -49,7 +49,7 @@ export function parseMark(alias: string): { network: string; hash: string; origi
 }
 
 /** A name no pod or host will have: `vdpatmp` + 8 hex (15 bytes, the kernel's limit). */
-const tempName = (): string => `vdpatmp${randomBytes(4).toString('hex')}`;
+const tempName = (): string => `vdpatmp${randomHex(4)}`;
 
 /**
  * What a pod cannot change about the netdev: its parent device when it has one (every real VF
