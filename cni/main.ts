@@ -1,18 +1,11 @@
+/**
+ * The vdpa-cni entry point. VERSION (runtimes ask it often, and on its own) and --help are
+ * answered here from a few small modules; every other verb loads the rest (cni/call.ts) first,
+ * which on Bun costs more than the whole VERSION call.
+ */
 import { readFileSync } from 'node:fs';
-import { createLogger, type Logger } from '../host/log.js';
-import { recordOutcome } from '../host/outcomes.js';
-import { pathsFromEnv } from '../host/paths.js';
-import { cmdAdd } from './add.js';
-import { cmdCheck } from './check.js';
-import type { CallContext } from './context.js';
-import { cmdDel } from './del.js';
-import { toCniError } from './errors.js';
-import { cmdGc } from './gc.js';
-import type { StepObserver } from './journal.js';
-import { parseEnv, parseNetConf, peekVersion } from './netconf.js';
-import { resultForVersion } from './result.js';
-import { cmdStatus } from './status.js';
-import { LATEST_VERSION, versionInfo } from './version.js';
+import { emit, print } from './output.js';
+import { requestedVersion, versionInfo } from './version.js';
 
 const HELP = `vdpa-cni — CNI plugin that hands a vDPA VF's virtio netdev to a pod and plugs
 its representor into OVN's br-int.
@@ -47,92 +40,10 @@ function readStdin(): string {
   }
 }
 
-const print = (value: unknown) => process.stdout.write(JSON.stringify(value) + '\n');
-
-/**
- * For the kill -9 suites only: VDPA_CNI_TEST_PAUSE=before:<step> or after:<step> makes ADD print
- * `{"testPause":"<point>"}` on stderr at that point and wait there, so a suite can kill it at an
- * exact step. Unset, ADD runs with no observer at all.
- */
-function testPauseObserver(point: string | undefined): StepObserver | null {
-  if (!point) return null;
-  return async (at) => {
-    if (at !== point) return;
-    process.stderr.write(JSON.stringify({ testPause: at }) + '\n');
-    await new Promise(() => setInterval(() => undefined, 1 << 30));
-  };
-}
-
-const SECRET = /token|password|passwd|secret|credential|private|key-data|client-key/i;
-
-/** The network config as it may be logged: values of keys that look like credentials are dropped. */
-function redacted(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(redacted);
-  if (!value || typeof value !== 'object') return value;
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRET.test(k) ? '[redacted]' : redacted(v)]));
-}
-
-/** What an operator needs to see of a call at debug level: the verb, the config, the CNI_ARGS used, the deviceID and where it came from. */
-function logCall(ctx: CallContext): void {
-  let raw: unknown = null;
-  try {
-    raw = JSON.parse(ctx.stdin);
-  } catch {
-    // Parsed already; cannot fail here.
-  }
-  const o = raw && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
-  const rt = o.runtimeConfig && typeof o.runtimeConfig === 'object' ? (o.runtimeConfig as Record<string, unknown>) : {};
-  const deviceIdSource = o.deviceID ? 'deviceID' : rt.deviceID ? 'runtimeConfig.deviceID' : rt.CNIDeviceInfoFile ? 'runtimeConfig.CNIDeviceInfoFile' : 'none';
-  ctx.log.debug('call', {
-    verb: ctx.env.command,
-    netns: ctx.env.netns || undefined,
-    cniArgs: Object.fromEntries(Object.entries(ctx.env.args).filter(([, v]) => v !== null)),
-    deviceID: ctx.conf.deviceId,
-    deviceIDSource: deviceIdSource,
-    netconf: redacted(raw),
-  });
-}
-
-/** Env + stdin → context. Nothing has touched the host yet when this throws. */
-function context(stdin: string): CallContext {
-  const env = parseEnv(process.env);
-  const conf = parseNetConf(stdin, env.command);
-  const log = createLogger({
-    level: conf.logLevel,
-    file: conf.logFile ?? undefined,
-    fields: { command: env.command, containerID: env.containerId || undefined, ifname: env.ifname || undefined },
-  });
-  return { env, conf, stdin, paths: pathsFromEnv(), log, observer: testPauseObserver(process.env.VDPA_CNI_TEST_PAUSE), tally: { rollbacks: 0, reclaims: 0 } };
-}
-
-async function execute(ctx: CallContext): Promise<void> {
-  const { env, conf } = ctx;
-  switch (env.command) {
-    case 'ADD':
-      print(resultForVersion(await cmdAdd(ctx), conf.cniVersion));
-      return;
-    case 'DEL':
-      return cmdDel(ctx);
-    case 'CHECK':
-      return cmdCheck(ctx);
-    case 'STATUS':
-      return cmdStatus(ctx);
-    case 'GC':
-      return cmdGc(ctx);
-  }
-}
-
-function fail(err: unknown, log: Logger, cniVersion: string): number {
-  const e = toCniError(err);
-  log.error(e.message, { code: e.code, details: e.details || undefined, cniVersion });
-  print(e.reply(cniVersion));
-  return 1;
-}
-
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(HELP);
+    emit(1, HELP);
     return 0;
   }
   if (argv.includes('--version')) {
@@ -140,41 +51,21 @@ async function main(): Promise<number> {
     return 0;
   }
   const stdin = readStdin();
-  const requested = peekVersion(stdin);
+  const requested = requestedVersion(stdin);
   if (process.env.CNI_COMMAND === 'VERSION') {
     print(versionInfo(requested));
     return 0;
   }
-  const started = performance.now();
-  const verb = process.env.CNI_COMMAND ?? '';
-  let ctx: CallContext;
-  try {
-    ctx = context(stdin);
-  } catch (err) {
-    recordOutcome(pathsFromEnv().stateDir, { verb, network: '', code: toCniError(err).code, ms: performance.now() - started, rollback: false, reclaims: 0 });
-    return fail(err, createLogger({ level: 'info' }), requested ?? LATEST_VERSION);
-  }
-  logCall(ctx);
-  let code = 0;
-  try {
-    await execute(ctx);
-    ctx.log.info(`${ctx.env.command} done`, { ms: Math.round(performance.now() - started), maxRssKb: process.resourceUsage().maxRSS });
-    return 0;
-  } catch (err) {
-    code = toCniError(err).code;
-    return fail(err, ctx.log, ctx.conf.cniVersion);
-  } finally {
-    const { rollbacks, reclaims } = ctx.tally;
-    recordOutcome(ctx.paths.stateDir, { verb, network: ctx.conf.name, code, ms: performance.now() - started, rollback: rollbacks > 0, reclaims });
-  }
+  const { runCall } = await import('./call.js');
+  return runCall(stdin, requested);
 }
 
-// Exit as soon as the answer is out (stdout and stderr are synchronous for pipes and files):
-// nothing is left to flush, and a lingering socket must not keep the runtime waiting.
+// Exit as soon as the answer is out (every write is synchronous): nothing is left to flush, and
+// a lingering socket must not keep the runtime waiting.
 main().then(
   (code) => process.exit(code),
   (err) => {
-    process.stderr.write(`vdpa-cni: ${(err as Error).stack ?? err}\n`);
+    emit(2, `vdpa-cni: ${(err as Error).stack ?? err}\n`);
     process.exit(1);
   },
 );

@@ -40,6 +40,16 @@ export function assertVerbAllowed(verb: string, cniVersion: CniVersion): void {
   }
 }
 
+/** The cniVersion the config on stdin names, if it is JSON that names one (VERSION answers in it). */
+export function requestedVersion(stdin: string): string | undefined {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown } | null)?.cniVersion;
+    return typeof v === 'string' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The VERSION answer: the caller's version echoed, or the latest when it sent none. */
 export function versionInfo(requested: string | undefined): { cniVersion: string; supportedVersions: string[] } {
   return { cniVersion: requested || LATEST_VERSION, supportedVersions: [...SUPPORTED_VERSIONS] };
