@@ -2,9 +2,10 @@
  * Undoing an attachment from its journal: the one routine behind DEL, the rollback of a failed
  * ADD, the reclaim of a VF whose previous pod was never deleted, and GC. It calls each recorded
  * step's undo (cni/steps/) in this order: representor down → port removed (and applied by
- * ovs-vswitchd) → logical port removed (managed mode) → netdev back in the host → IPAM released. The read-only lookups (where is the
- * netdev, which ports are ours) run alongside the first. Best effort: every undo runs even when
- * an earlier one failed; the failures are reported together at the end.
+ * ovs-vswitchd) → logical port removed (managed mode), and alongside the port's removal the
+ * netdev back in the host → IPAM released. The read-only lookups (where is the netdev, which
+ * ports are ours) run alongside the first. Best effort: every undo runs even when an earlier one
+ * failed; the failures are reported together at the end.
  */
 import type { Logger } from '../host/log.js';
 import type { AttachmentState } from '../host/state.js';
@@ -57,22 +58,30 @@ export async function undoAttachment(state: AttachmentState, opts: UndoOptions):
     attempt('representor down / find netdev', downAndLocate),
     done.has('port') && state.bridge ? attempt('find OVS ports', () => findAttachmentPorts(state, opts.ovsdb, log)) : null,
   ]);
-  if (ovs) {
-    try {
-      // Only the representor the state names: an OVSDB row alone never names a link we act on.
-      const ports = ovs.ports.filter((p) => p.name === state.representor);
-      for (const port of ports) await attempt('remove OVS port', () => removeOwnedPort(ovs.client, port, log, port.name === rep ? 'down' : 'up'));
-    } finally {
-      ovs.client.close();
+  // The port's removal (until ovs-vswitchd has applied it) and the netdev's trip home act on
+  // different links, under the VF's lock: side by side, DEL does not wait for ovs-vswitchd before
+  // it starts moving the netdev.
+  const unplugging = (async () => {
+    if (ovs) {
+      try {
+        // Only the representor the state names: an OVSDB row alone never names a link we act on.
+        const ports = ovs.ports.filter((p) => p.name === state.representor);
+        for (const port of ports) await attempt('remove OVS port', () => removeOwnedPort(ovs.client, port, log, port.name === rep ? 'down' : 'up'));
+      } finally {
+        ovs.client.close();
+      }
     }
-  }
-  // The logical port after the OVS port: ovn-controller unbinds a port whose Interface went first.
-  const lsp = state.lsp;
-  if (done.has('lsp') && lsp) await attempt('remove logical port', () => removePort(lsp, { sandbox: state.containerId, podIfName: state.ifname }, log));
-  if (found) {
+    // The logical port after the OVS port: ovn-controller unbinds a port whose Interface went first.
+    const lsp = state.lsp;
+    if (done.has('lsp') && lsp) await attempt('remove logical port', () => removePort(lsp, { sandbox: state.containerId, podIfName: state.ifname }, log));
+  })();
+  const returning = (async () => {
+    if (!found) return;
     const home = await attempt('return netdev', () => bringHome(found, netdev, log));
     if (home) log.info('returned netdev to the host', { netdev: home.name, from: found.where });
-  } else if (wantNetdev && failures.length === 0) {
+  })();
+  await Promise.all([unplugging, returning]);
+  if (!found && wantNetdev && failures.length === 0) {
     log.info('netdev not found in the pod or the host; nothing to return', { netdev: state.netdev });
   }
   if (done.has('ipam') && opts.ipam) {
