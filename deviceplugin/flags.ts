@@ -4,6 +4,7 @@
  */
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../host/log.js';
 import { pathsFromEnv } from '../host/paths.js';
+import { podResourcesSocketBeside } from '../host/podresources.js';
 import { checkResourcePrefix, ConfigError, DEFAULT_RESOURCE_PREFIX } from './config.js';
 
 export type RegistrationMode = 'auto' | 'kubelet' | 'watcher';
@@ -18,6 +19,8 @@ export interface Flags {
   readonly config: string;
   readonly resourcePrefix: string;
   readonly kubeletDir: string;
+  /** The kubelet's pod resources API: which devices its containers hold. */
+  readonly podResourcesSocket: string;
   readonly pluginsRegistryDir: string;
   readonly registration: RegistrationMode;
   readonly watcherGraceMs: number;
@@ -40,13 +43,15 @@ interface FlagSpec {
   readonly name: string;
   readonly arg: string;
   readonly help: string;
-  readonly defaultValue: (env: NodeJS.ProcessEnv) => string;
+  /** `flag` gives another flag's value, for defaults that follow it. */
+  readonly defaultValue: (env: NodeJS.ProcessEnv, flag: (name: string) => string) => string;
 }
 
 const FLAGS: readonly FlagSpec[] = [
   { name: 'config', arg: 'FILE', help: 'pool configuration (resourceList JSON); edits are reloaded', defaultValue: () => '/etc/vdpa-k8s/config.json' },
   { name: 'resource-prefix', arg: 'PREFIX', help: 'resource prefix for pools that do not set resourcePrefix', defaultValue: () => DEFAULT_RESOURCE_PREFIX },
   { name: 'kubelet-dir', arg: 'DIR', help: "the kubelet's device-plugin directory (kubelet.sock, plugin sockets)", defaultValue: () => '/var/lib/kubelet/device-plugins' },
+  { name: 'pod-resources-socket', arg: 'FILE', help: "the kubelet's pod resources API, asked which devices pods hold", defaultValue: (_env, flag) => podResourcesSocketBeside(flag('kubelet-dir')) },
   { name: 'plugins-registry-dir', arg: 'DIR', help: "the kubelet's plugin-watcher directory", defaultValue: () => '/var/lib/kubelet/plugins_registry' },
   { name: 'registration', arg: 'MODE', help: 'auto | kubelet | watcher; auto = watcher when --plugins-registry-dir exists, kubelet.sock when the watcher does not pick the sockets up', defaultValue: () => 'auto' },
   { name: 'watcher-grace', arg: 'SECONDS', help: 'how long auto waits for the kubelet to pick up watcher sockets', defaultValue: () => '20' },
@@ -58,8 +63,17 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'cni-state-dir', arg: 'DIR', help: "vdpa-cni's state directory, whose call outcomes /metrics exports (env VDPA_STATE_DIR)", defaultValue: (env) => pathsFromEnv(env).stateDir },
 ];
 
+const specOf = (name: string): FlagSpec => FLAGS.find((f) => f.name === name)!;
+
+/** A flag's value: given, or its default (which may follow other flags). */
+function resolver(given: ReadonlyMap<string, string>, env: NodeJS.ProcessEnv): (name: string) => string {
+  const get = (name: string): string => given.get(name) ?? specOf(name).defaultValue(env, get);
+  return get;
+}
+
 export function helpText(env: NodeJS.ProcessEnv = process.env): string {
-  const rows = FLAGS.map((f) => [`--${f.name} ${f.arg}`, `${f.help} (default "${f.defaultValue(env)}")`] as const);
+  const get = resolver(new Map(), env);
+  const rows = FLAGS.map((f) => [`--${f.name} ${f.arg}`, `${f.help} (default "${get(f.name)}")`] as const);
   const width = Math.max(...rows.map(([l]) => l.length)) + 2;
   return [
     'vdpa-device-plugin — advertises vDPA-backed VFs to the kubelet as extended resources.',
@@ -127,7 +141,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     }
     given.set(spec.name, value);
   }
-  const get = (name: string): string => given.get(name) ?? FLAGS.find((f) => f.name === name)!.defaultValue(env);
+  const get = resolver(given, env);
   const path = (name: string): string => {
     const value = get(name);
     if (value === '') throw new FlagError(`--${name}: must not be empty`);
@@ -139,6 +153,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       config: path('config'),
       resourcePrefix: resourcePrefix(get('resource-prefix')),
       kubeletDir: path('kubelet-dir'),
+      podResourcesSocket: path('pod-resources-socket'),
       pluginsRegistryDir: path('plugins-registry-dir'),
       registration: registration(get('registration')),
       watcherGraceMs: seconds('watcher-grace', get('watcher-grace')),

@@ -113,9 +113,10 @@ export class Plugin {
       sysfsRoot: flags.sysfsRoot,
       devRoot: flags.devRoot,
       devinfoDir: flags.devinfoDir,
+      podResourcesSocket: flags.podResourcesSocket,
     });
     await this.node.refreshDevlink();
-    this.node.rescan('start');
+    await this.node.rescanAndRelease('start');
     this.socketWatch.set(this.mode === 'watcher' ? [flags.pluginsRegistryDir] : [flags.kubeletDir]);
     await this.reconcileServers();
     this.scheduleTick(TICK_MS, 0);
@@ -185,7 +186,7 @@ export class Plugin {
     this.configWatch.ensure();
     await this.node.refreshDevlink();
     this.reloadConfig();
-    this.node.rescan('periodic');
+    await this.node.rescanAndRelease('periodic');
     for (const server of this.servers.values()) void server.check();
   }
 

@@ -1,16 +1,16 @@
 /**
- * The plugin's view of the node, kept current: node events → discovery → pools → diff, plus the
- * cleanup of DeviceInfo files whose device is gone. It serves nothing; the plugin hands the pools
- * to its servers, which send them on ListAndWatch.
+ * The plugin's view of the node, kept current: node events → discovery → pools → diff, plus what
+ * pods hold (inuse.ts: the kubelet's answer, the DeviceInfo files no pod needs removed). It serves
+ * nothing; the plugin hands the pools to its servers, which send them on ListAndWatch.
  */
 import { join, resolve } from 'node:path';
 import { listDevlinkPorts, type DevlinkPort } from '../host/devlink.js';
-import { dpDeviceInfoFiles, readDeviceInfo, removeDeviceInfo, type VdpaInfo } from '../host/deviceinfo.js';
 import { discover } from '../host/discover.js';
 import type { Logger } from '../host/log.js';
 import type { Snapshot } from '../host/snapshot.js';
 import type { Config, PoolConfig } from './config.js';
 import type { Flags } from './flags.js';
+import { DeviceUse } from './inuse.js';
 import type { Metrics } from './metrics.js';
 import { advertisableEndpoints, buildPools, describeChanges, type Pool } from './pools.js';
 import { WatchSet } from './watch.js';
@@ -21,7 +21,7 @@ const NODE_EVENT_DELAY_MS = 30;
 const SCAN_GAP_FACTOR = 1;
 
 export interface RescannerOptions {
-  readonly flags: Pick<Flags, 'sysfsRoot' | 'devRoot' | 'devinfoDir'>;
+  readonly flags: Pick<Flags, 'sysfsRoot' | 'devRoot' | 'devinfoDir' | 'podResourcesSocket'>;
   readonly logger: Logger;
   readonly metrics: Metrics;
   /** The running config; pools are built from it. */
@@ -40,9 +40,7 @@ export class Rescanner {
   private lastErrors = '';
   /** Functions and vDPA devices of the last scan, to act only when that set changes. */
   private deviceSet = '';
-  private syncedFor: string | null = null;
-  /** Device IDs with a DeviceInfo file: handed out, and maybe still in a pod. */
-  private allocated = new Set<string>();
+  private readonly use: DeviceUse;
   private devlinkFor: string | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
   private lastScanEnd = 0;
@@ -52,6 +50,7 @@ export class Rescanner {
 
   constructor(private readonly opts: RescannerOptions) {
     this.log = opts.logger;
+    this.use = new DeviceUse({ podResourcesSocket: opts.flags.podResourcesSocket, devinfoDir: opts.flags.devinfoDir, logger: opts.logger });
     this.nodeWatch = new WatchSet((dir, name) => this.onNodeEvent(dir, name));
   }
 
@@ -62,7 +61,7 @@ export class Rescanner {
 
   /** Device IDs just handed out: a virtio one stays advertised once its netdev has gone into the pod. */
   markAllocated(ids: Iterable<string>): void {
-    for (const id of ids) this.allocated.add(id);
+    this.use.markAllocated(ids);
   }
 
   /** Rescans first when node events came in since the last scan. */
@@ -106,9 +105,18 @@ export class Rescanner {
     this.devlinkPorts = await listDevlinkPorts();
   }
 
-  /** One discovery pass, then pools, ListAndWatch updates, metrics and DeviceInfo cleanup. */
-  rescan(reason: string): void {
-    if (this.closed) return;
+  /**
+   * A scan on a fresh answer from the kubelet about what pods hold, then the DeviceInfo files no
+   * pod needs are removed: on start and every tick. Scans in between count on the last answer.
+   */
+  async rescanAndRelease(reason: string): Promise<void> {
+    await this.use.refresh();
+    if (this.rescan(reason)) this.use.release(this.snapshot);
+  }
+
+  /** One discovery pass, then pools, ListAndWatch updates and metrics; false when discovery failed. */
+  rescan(reason: string): boolean {
+    if (this.closed) return false;
     const { flags, metrics } = this.opts;
     this.dirty = false;
     if (this.rescanTimer) clearTimeout(this.rescanTimer);
@@ -120,7 +128,7 @@ export class Rescanner {
     } catch (err) {
       metrics.discoveryErrors.inc();
       this.log.error('discovery failed; keeping the last view of the node', { error: err });
-      return;
+      return false;
     }
     this.lastScanEnd = performance.now();
     this.lastScanMs = this.lastScanEnd - started;
@@ -137,14 +145,14 @@ export class Rescanner {
     const scanned = { reason, ms: Math.round(seconds * 1000), functions: snapshot.functions.size, vdpaDevices: snapshot.vdpa.size };
     if (reason === 'start') this.log.info('discovered the node', scanned);
     else this.log.debug('rescanned', scanned);
-    this.syncDeviceInfo();
     this.repool();
     this.watchNode();
+    return true;
   }
 
   /** Pools built again from the last scan and the running config (after a config change, too). */
   repool(): void {
-    const endpoints = advertisableEndpoints(this.snapshot, this.allocated);
+    const endpoints = advertisableEndpoints(this.snapshot, this.use.inUse());
     const next = buildPools({ snapshot: this.snapshot, endpoints, config: this.opts.config(), previous: this.pools });
     const before = new Map(this.pools.map((p) => [p.config.resource, p]));
     this.pools = next;
@@ -172,39 +180,6 @@ export class Rescanner {
     ];
     for (const fn of this.snapshot.functions.values()) if (fn.uplink) dirs.push(join(sys, 'class', 'net', fn.uplink.name));
     this.nodeWatch.set(dirs);
-  }
-
-  /**
-   * DeviceInfo files stay while their device exists, whatever the plugin's restarts: a pod may hold
-   * the device. A file whose PCI function or vDPA device is gone describes nothing and goes.
-   * A snapshot with bus-level errors is a partial view and deletes nothing. What stays is the
-   * record of devices handed out (`allocated`), read again whenever the set of devices changes.
-   */
-  private syncDeviceInfo(): void {
-    const s = this.snapshot;
-    if (this.deviceSet === this.syncedFor) return;
-    this.syncedFor = this.deviceSet;
-    const files = dpDeviceInfoFiles(this.opts.flags.devinfoDir);
-    if (!files) return;
-    const allocated = new Set<string>();
-    for (const path of files) {
-      let vdpa: VdpaInfo | undefined;
-      try {
-        vdpa = readDeviceInfo(path)?.vdpa;
-      } catch {
-        continue; // Not a document of ours to judge.
-      }
-      const pci = vdpa?.['pci-address']?.toLowerCase();
-      if (!vdpa || !pci) continue;
-      const gone = !s.functions.has(pci) ? `PCI function ${pci} is gone` : !s.vdpa.has(vdpa['parent-device']) ? `vDPA device ${vdpa['parent-device']} is gone` : null;
-      if (!gone || s.errors.length) {
-        allocated.add(pci);
-        continue;
-      }
-      removeDeviceInfo(path);
-      this.log.info('removed the DeviceInfo file of a device that no longer exists', { file: path, reason: gone });
-    }
-    this.allocated = allocated;
   }
 
   /** No more scans; the pending one is dropped and the node watches closed. */

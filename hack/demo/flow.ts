@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { dpDeviceInfoPath, readDeviceInfo } from '../../host/deviceinfo.js';
 import type { ContainerAllocateResponse } from '../../proto/gen/deviceplugin_v1beta1.js';
 import { addresses, link } from '../../test/support/cni.js';
-import { KubeletStandIn, type ConnectedPlugin } from '../../test/support/kubelet.js';
+import { KubeletStandIn, type ConnectedPlugin, type PodRef } from '../../test/support/kubelet.js';
 import { MultusStandIn, parseNad, type Attachment, type NetworkAttachmentDefinition } from '../../test/support/multus.js';
 import { BRIDGE, ovsInterface, ovsPort, ping, run } from '../../test/support/ovn.js';
 import { CNI_BIN, DP_BIN } from '../../test/support/paths.js';
@@ -75,10 +75,10 @@ async function must(cmd: string, args: string[]): Promise<string> {
 /**
  * The kubelet's device manager, as far as pods need it: a stand-in that serves Registration and
  * follows each plugin's ListAndWatch, plus the kubelet's own bookkeeping of which device went to
- * which pod (kept in its checkpoint, so it survives a kubelet restart).
+ * which pod (kept in its checkpoint, so it survives a kubelet restart), which it serves to the
+ * plugin as the pod resources API.
  */
 class Kubelet {
-  private readonly inUse = new Map<string, string[]>();
   private registrations = 1;
 
   private constructor(readonly standIn: KubeletStandIn) {}
@@ -105,8 +105,7 @@ class Kubelet {
   }
 
   free(resource: string): string[] {
-    const used = new Set([...this.inUse.values()].flat());
-    return this.healthy(resource).filter((id) => !used.has(id));
+    return this.healthy(resource).filter((id) => this.standIn.holders(id).length === 0);
   }
 
   usage(): Record<string, { inUse: number; free: number }> {
@@ -114,7 +113,7 @@ class Kubelet {
   }
 
   /** What the kubelet does for a container asking for one device: preferred allocation, then Allocate. */
-  async admit(podUid: string, resource: string): Promise<{ id: string; response: ContainerAllocateResponse }> {
+  async admit(pod: PodRef, resource: string): Promise<{ id: string; response: ContainerAllocateResponse }> {
     const p = this.plugin(resource);
     const available = this.free(resource);
     assert.ok(available.length > 0, `no free device of ${resource}`);
@@ -123,15 +122,15 @@ class Kubelet {
       const pref = await p.client.preferred([{ available, size: 1 }]);
       id = pref.containerResponses[0]?.deviceIDs[0] ?? id;
     }
-    const resp = await p.client.allocate([[id]]);
+    const resp = await p.client.allocate([[id]], pod);
     const response = resp.containerResponses[0];
     assert.ok(response, `Allocate of ${id} answered no container response`);
-    this.inUse.set(`${podUid}/${resource}`, [id]);
     return { id, response };
   }
 
-  release(podUid: string, resource: string): void {
-    this.inUse.delete(`${podUid}/${resource}`);
+  /** The pod is gone: its devices are free in the kubelet's book. */
+  release(pod: PodRef): void {
+    this.standIn.deletePod(pod.namespace, pod.name);
   }
 
   /** Deletes every socket in the directory and serves kubelet.sock anew; plugins must register again. */
@@ -252,7 +251,7 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
     const spec = PODS[i]!;
     const addr = podAddress(node.subnet, i);
     const uid = randomUUID();
-    const { id, response } = await kubelet!.admit(uid, spec.resource);
+    const { id, response } = await kubelet!.admit({ namespace: NAMESPACE, name: spec.name }, spec.resource);
     const vf = node.vfs.find((v) => v.pci === id);
     assert.ok(vf, `the kubelet allocated ${id}, which is not a VF of the node`);
     const netnsName = `vdpa-sim-${spec.name}`;
@@ -370,7 +369,7 @@ export async function runFlow(say: Narrator): Promise<FlowSummary> {
       pod.attachments = [];
     }
     await run('ip', ['netns', 'delete', pod.netnsName]);
-    kubelet?.release(pod.sandbox.uid, pod.spec.resource);
+    kubelet?.release(pod.sandbox);
     pods.splice(pods.indexOf(pod), 1);
   }
 

@@ -162,6 +162,7 @@ test('flags: defaults, both spellings, env defaults for host paths, errors', () 
     config: '/etc/vdpa-k8s/config.json',
     resourcePrefix: 'intel.com',
     kubeletDir: '/var/lib/kubelet/device-plugins',
+    podResourcesSocket: '/var/lib/kubelet/pod-resources/kubelet.sock',
     pluginsRegistryDir: '/var/lib/kubelet/plugins_registry',
     registration: 'auto',
     watcherGraceMs: 20_000,
@@ -191,6 +192,11 @@ test('flags: defaults, both spellings, env defaults for host paths, errors', () 
   const any = parseFlags(['--metrics-addr', ':9500'], {});
   assert.equal(!any.help && any.flags.metricsAddr, { host: '', port: 9500 });
   assert.equal(parseFlags(['--log-level', 'info', '--help']), { help: true });
+  // The pod resources socket follows --kubelet-dir unless given.
+  const beside = parseFlags(['--kubelet-dir', '/k/device-plugins/'], {});
+  assert.equal(!beside.help && beside.flags.podResourcesSocket, '/k/pod-resources/kubelet.sock');
+  const own = parseFlags(['--kubelet-dir', '/k/dp', '--pod-resources-socket', '/pr.sock'], {});
+  assert.equal(!own.help && own.flags.podResourcesSocket, '/pr.sock');
 
   const refused = (argv: string[], re: RegExp) => assert.throws(() => parseFlags(argv, {}), (e: Error) => e instanceof FlagError && re.test(e.message));
   refused(['--registration', 'both'], /^--registration: must be auto, kubelet or watcher, got "both"$/);
@@ -206,10 +212,11 @@ test('flags: defaults, both spellings, env defaults for host paths, errors', () 
 
 test('--help lists every flag with its default', () => {
   const help = helpText({});
-  for (const flag of ['config', 'resource-prefix', 'kubelet-dir', 'plugins-registry-dir', 'registration', 'devinfo-dir', 'sysfs-root', 'dev-root', 'metrics-addr', 'log-level', 'help']) {
+  for (const flag of ['config', 'resource-prefix', 'kubelet-dir', 'pod-resources-socket', 'plugins-registry-dir', 'registration', 'devinfo-dir', 'sysfs-root', 'dev-root', 'metrics-addr', 'log-level', 'help']) {
     assert.match(help, `--${flag} `);
   }
   assert.match(help, '(default "/var/lib/kubelet/device-plugins")');
+  assert.match(help, '(default "/var/lib/kubelet/pod-resources/kubelet.sock")');
   assert.match(help, '(default "127.0.0.1:9402")');
 });
 

@@ -1,13 +1,17 @@
 // The plugin process across kubelet restarts, its own restarts and shutdown, in both registration
-// modes: sockets, registrations and DeviceInfo files as the kubelet and the CNI would see them.
+// modes: sockets, registrations and DeviceInfo files as the kubelet and the CNI would see them,
+// and what pods hold as the plugin learns it from the kubelet's pod resources API (the stand-in
+// serves its own book of the allocations it made).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PodResourcesListerClient } from '../../proto/gen/podresources_v1.js';
 import { buildFixture } from '../support/fixture.js';
-import { KubeletStandIn, PluginWatcherStandIn, until } from '../support/kubelet.js';
-import { PluginProcess, Workspace } from './harness.js';
+import { KubeletStandIn, PluginClient, PluginWatcherStandIn, until } from '../support/kubelet.js';
+import { PluginProcess, Workspace, type LogLine } from './harness.js';
 
 const fx = buildFixture({ pfs: [{ vfs: [{ vdpa: 'virtio' }, { vdpa: 'virtio' }, { vdpa: 'vhost' }] }] });
 const [v0, v1, v2] = fx.vfs as [typeof fx.vfs[0], typeof fx.vfs[0], typeof fx.vfs[0]];
@@ -34,7 +38,7 @@ async function kubeletFor(dir?: string): Promise<KubeletStandIn> {
   return k;
 }
 
-function run(ws: Workspace, kubeletDir: string, extra: { registryDir?: string; registration?: 'auto' | 'kubelet' | 'watcher' } = {}): PluginProcess {
+function run(ws: Workspace, kubeletDir: string, extra: { registryDir?: string; registration?: 'auto' | 'kubelet' | 'watcher'; args?: string[] } = {}): PluginProcess {
   const p = PluginProcess.start({ ws, sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, kubeletDir, ...extra });
   cleanups.push(() => p.stop('SIGKILL'));
   return p;
@@ -43,6 +47,27 @@ function run(ws: Workspace, kubeletDir: string, extra: { registryDir?: string; r
 const dpDir = (ws: Workspace) => join(ws.devinfoDir, 'dp');
 const dpFiles = (ws: Workspace) => (existsSync(dpDir(ws)) ? readdirSync(dpDir(ws)).sort() : []);
 const fileOf = (resource: string, id: string) => `${resource.replace('/', '-')}-${id}-device.json`;
+const back = (path: string, ms: number) => utimesSync(path, new Date(Date.now() - ms), new Date(Date.now() - ms));
+/** Dates every DeviceInfo file back, as if the devices had been handed out that long ago. */
+const ageFiles = (ws: Workspace, ms: number) => dpFiles(ws).forEach((n) => back(join(dpDir(ws), n), ms));
+const removals = (p: PluginProcess) => p.logs.filter((l) => l.msg === 'removed a DeviceInfo file no pod needs');
+/** The reasons of the first `n` removals, once they are logged. */
+const removed = (p: PluginProcess, n: number) => until(() => (removals(p).length >= n ? removals(p).map((l) => String(l.reason)) : undefined), 7_000, `${n} removals`);
+
+/** Resolves after `n` more periodic ticks (each asks the kubelet, then scans); needs --log-level debug. */
+async function ticks(p: PluginProcess, n: number): Promise<void> {
+  const periodic = (l: LogLine) => l.msg === 'rescanned' && l.reason === 'periodic';
+  const seen = p.logs.filter(periodic).length;
+  await until(() => (p.logs.filter(periodic).length >= seen + n ? true : undefined), 6_000 * n, `${n} periodic ticks`);
+}
+
+/** The VF's netdev leaves the host (into a pod, or lost): sysfs no longer lists it under virtioN/net/. */
+function hideNetdev(pci: string): void {
+  const net = join(fx.sysfsRoot, 'bus', 'virtio', 'devices', fx.vf(pci).virtio!, 'net');
+  const netdev = fx.vf(pci).netdev!;
+  renameSync(join(net, netdev), join(net, '..', `away-${netdev}`));
+  cleanups.push(() => renameSync(join(net, '..', `away-${netdev}`), join(net, netdev)));
+}
 
 test.after.each(async () => {
   while (cleanups.length) await cleanups.pop()!();
@@ -80,8 +105,10 @@ test('a kubelet that comes back without deleting the sockets gets a new registra
 });
 
 test('started before the kubelet: serves, waits, and registers when kubelet.sock appears', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'vdpa-kubelet-late-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const parent = mkdtempSync(join(tmpdir(), 'vdpa-kubelet-late-'));
+  cleanups.push(() => rmSync(parent, { recursive: true, force: true }));
+  const dir = join(parent, 'device-plugins');
+  mkdirSync(dir);
   const plugin = run(workspace(), dir);
   await plugin.waitForLog((l) => l.msg === 'waiting for the kubelet');
   await until(() => (existsSync(join(dir, 'example.com_vdpa.sock')) ? true : undefined), 5_000, 'the plugin socket');
@@ -130,14 +157,14 @@ test('SIGTERM and SIGINT: servers stop, sockets are removed, exit 0, DeviceInfo 
   }
 });
 
-test('DeviceInfo files survive a plugin restart; files of devices that no longer exist are removed', async () => {
+test('DeviceInfo files stay while the kubelet lists a container holding the device, across plugin restarts; then they go', async () => {
   const ws = workspace();
   const kubelet = await kubeletFor();
   let plugin = run(ws, kubelet.dir);
   const virtio = await kubelet.waitForPlugin(RESOURCE);
   const vhost = await kubelet.waitForPlugin(VHOST);
-  await virtio.client.allocate([[v0.pci], [v1.pci]]);
-  await vhost.client.allocate([[v2.pci]]);
+  await virtio.client.allocate([[v0.pci], [v1.pci]], { namespace: 'ns', name: 'web' });
+  await vhost.client.allocate([[v2.pci]], { namespace: 'ns', name: 'vm' });
   const all = [fileOf(RESOURCE, v0.pci), fileOf(RESOURCE, v1.pci), fileOf(VHOST, v2.pci)].sort();
   assert.equal(dpFiles(ws), all);
   assert.equal((await plugin.stop()).code, 0);
@@ -148,46 +175,130 @@ test('DeviceInfo files survive a plugin restart; files of devices that no longer
   assert.equal(dpFiles(ws), all);
   await plugin.stop();
 
-  // v1's vDPA device was deleted while the plugin was down: its file goes at start.
+  // v1's vDPA device was deleted while the plugin was down, but pod ns/web still holds v1: kept.
   fx.removeVdpa(v1.vdpa[0]!);
+  cleanups.push(() => fx.addVdpa(v1.pci, 'virtio', v1.vdpa[0]));
   plugin = run(ws, kubelet.dir);
   await kubelet.waitForPlugin(RESOURCE, 3);
-  await until(() => (dpFiles(ws).length === 2 ? true : undefined), 5_000, 'the stale file to go');
-  assert.equal(dpFiles(ws), [fileOf(RESOURCE, v0.pci), fileOf(VHOST, v2.pci)].sort());
-  assert.ok(plugin.logs.some((l) => l.msg === 'removed the DeviceInfo file of a device that no longer exists' && String(l.reason).includes(v1.vdpa[0]!)));
+  await plugin.waitForLog((l) => l.msg === 'asking the kubelet which devices pods hold' && l.held === 3);
+  assert.equal(dpFiles(ws), all);
 
-  // While running: v2's vDPA device goes; so does its file. Unrelated files stay.
-  fx.removeVdpa(v2.vdpa[0]!);
-  await until(() => (dpFiles(ws).length === 1 ? true : undefined), 5_000, 'the vhost file to go');
-  assert.equal(dpFiles(ws), [fileOf(RESOURCE, v0.pci)]);
-  fx.addVdpa(v1.pci, 'virtio', v1.vdpa[0]);
-  fx.addVdpa(v2.pci, 'vhost', v2.vdpa[0]);
+  // The pod goes (allocated long enough ago for the kubelet to have booked it): its files go at
+  // the next tick, the other pod's stays.
+  ageFiles(ws, 60_000);
+  assert.ok(kubelet.deletePod('ns', 'web'));
+  assert.equal((await removed(plugin, 2)).sort(), [`the kubelet lists no container holding ${v0.pci}`, `the kubelet lists no container holding ${v1.pci} (vDPA device ${v1.vdpa[0]} is gone)`]);
 });
 
-test("a virtio VF in a pod (its netdev gone from the host's sysfs) stays Healthy, and stays advertised after a plugin restart", async () => {
+test("a virtio VF in a pod (its netdev gone from the host's sysfs) stays Healthy while a container holds it, also after a plugin restart", async () => {
   const ws = workspace();
   const kubelet = await kubeletFor();
-  let plugin = run(ws, kubelet.dir);
+  let plugin = run(ws, kubelet.dir, { args: ['--log-level', 'debug'] });
   const first = await kubelet.waitForPlugin(RESOURCE);
   await first.stream.waitFor((d) => d.length === 2);
-  await first.client.allocate([[v0.pci]]);
-  // The CNI moved the netdev into the pod: the kernel no longer lists it under virtioN/net/.
-  const net = join(fx.sysfsRoot, 'bus', 'virtio', 'devices', fx.vf(v0.pci).virtio!, 'net');
-  const netdev = fx.vf(v0.pci).netdev!;
-  renameSync(join(net, netdev), join(net, '..', 'in-pod'));
-  cleanups.push(() => renameSync(join(net, '..', 'in-pod'), join(net, netdev)));
+  await first.client.allocate([[v0.pci]], { namespace: 'ns', name: 'web' });
+  // The CNI moved the netdev into the pod.
+  hideNetdev(v0.pci);
   // v1, never handed out, loses its netdev too (virtio_net unloaded, say): that one is not usable.
-  const net1 = join(fx.sysfsRoot, 'bus', 'virtio', 'devices', fx.vf(v1.pci).virtio!, 'net');
-  renameSync(join(net1, fx.vf(v1.pci).netdev!), join(net1, '..', 'gone'));
-  cleanups.push(() => renameSync(join(net1, '..', 'gone'), join(net1, fx.vf(v1.pci).netdev!)));
+  hideNetdev(v1.pci);
   const after = await first.stream.waitFor((d) => d.some((x) => x.health === 'Unhealthy'), 6_000);
   assert.equal(after.map((d) => [d.ID, d.health]), [[v0.pci, 'Healthy'], [v1.pci, 'Unhealthy']]);
   await plugin.stop();
 
-  plugin = run(ws, kubelet.dir);
+  ageFiles(ws, 60_000);
+  plugin = run(ws, kubelet.dir, { args: ['--log-level', 'debug'] });
   const second = await kubelet.waitForPlugin(RESOURCE, 2);
-  // The capacity still counts the VF in the pod; the one without a netdev and no DeviceInfo is left out.
+  // The capacity still counts the VF in the pod; the one without a netdev and no pod is left out.
   assert.equal((await second.stream.waitFor((d) => d.length >= 1)).map((d) => [d.ID, d.health]), [[v0.pci, 'Healthy']]);
+  await ticks(plugin, 1);
+  assert.equal((second.stream.latest ?? []).map((d) => [d.ID, d.health]), [[v0.pci, 'Healthy']]);
+  // The pod is deleted, but the netdev never came back to the host: its file does not keep it Healthy.
+  assert.ok(kubelet.deletePod('ns', 'web'));
+  const gone = await second.stream.waitFor((d) => d.some((x) => x.health === 'Unhealthy'), 7_000);
+  assert.equal(gone.map((d) => [d.ID, d.health]), [[v0.pci, 'Unhealthy']]);
+  assert.equal(await removed(plugin, 1), [`the kubelet lists no container holding ${v0.pci}`]);
+  assert.equal(dpFiles(ws), []);
+});
+
+test('the stand-in serves podresources v1 from the allocations it made: List, Get, GetAllocatableResources', async () => {
+  const kubelet = await kubeletFor();
+  run(workspace(), kubelet.dir);
+  const virtio = await kubelet.waitForPlugin(RESOURCE);
+  await virtio.stream.waitFor((d) => d.length === 2);
+  await virtio.client.allocate([[v0.pci], [v1.pci]], { namespace: 'ns', name: 'web' });
+  const client = new PodResourcesListerClient(`unix://${kubelet.podResourcesSocket}`, grpc.credentials.createInsecure());
+  cleanups.push(() => client.close());
+  const call = <T>(fn: (cb: (e: grpc.ServiceError | null, r: T) => void) => unknown) => new Promise<T>((res, rej) => fn((e, r) => (e ? rej(e) : res(r))));
+  const container = (name: string, id: string) => ({ name, devices: [{ resourceName: RESOURCE, deviceIds: [id], topology: undefined }], cpuIds: [], memory: [], dynamicResources: [] });
+  const web = { name: 'web', namespace: 'ns', containers: [container('c0', v0.pci), container('c1', v1.pci)] };
+  assert.equal((await call<{ podResources: unknown[] }>((cb) => client.list({}, cb))).podResources, [web]);
+  assert.equal((await call<{ podResources: unknown }>((cb) => client.get({ podName: 'web', podNamespace: 'ns' }, cb))).podResources, web);
+  const missing = await call((cb) => client.get({ podName: 'nope', podNamespace: 'ns' }, cb)).catch((e: grpc.ServiceError) => e.details);
+  assert.is(missing, 'pod nope in namespace ns not found');
+  const allocatable = await call<{ devices: { resourceName: string; deviceIds: string[] }[] }>((cb) => client.getAllocatableResources({}, cb));
+  assert.equal(allocatable.devices.filter((d) => d.resourceName === RESOURCE).flatMap((d) => d.deviceIds).sort(), [v0.pci, v1.pci].sort());
+  assert.ok(kubelet.deletePod('ns', 'web'));
+  assert.equal((await call<{ podResources: unknown[] }>((cb) => client.list({}, cb))).podResources, []);
+});
+
+test('no pod resources API: said once, naming the socket and the files; every file counts then, and only a gone device loses its file', async () => {
+  const ws = workspace();
+  const kubelet = await kubeletFor();
+  kubelet.stopPodResources();
+  const plugin = run(ws, kubelet.dir, { args: ['--log-level', 'debug'] });
+  const virtio = await kubelet.waitForPlugin(RESOURCE);
+  const vhost = await kubelet.waitForPlugin(VHOST);
+  await virtio.stream.waitFor((d) => d.length === 2);
+  await virtio.client.allocate([[v0.pci]]);
+  await vhost.client.allocate([[v2.pci]]);
+  kubelet.deletePod('default', 'pod-1');
+  ageFiles(ws, 60_000);
+  hideNetdev(v0.pci);
+  await ticks(plugin, 2);
+  const warned = plugin.logs.filter((l) => l.msg === 'cannot ask the kubelet which devices pods hold; every DeviceInfo file counts as a device in use');
+  assert.is(warned.length, 1, 'said once, not on every tick');
+  assert.is(warned[0]!.socket, kubelet.podResourcesSocket);
+  assert.match(String(warned[0]!.error), 'no such socket');
+  // The file is all there is to go by: v0 stays Healthy with its netdev away, and its file stays.
+  assert.equal((virtio.stream.latest ?? []).map((d) => [d.ID, d.health]), [[v0.pci, 'Healthy'], [v1.pci, 'Healthy']]);
+  assert.equal(dpFiles(ws), [fileOf(RESOURCE, v0.pci), fileOf(VHOST, v2.pci)]);
+  // A device that no longer exists describes nothing: its file goes.
+  fx.removeVdpa(v2.vdpa[0]!);
+  cleanups.push(() => fx.addVdpa(v2.pci, 'vhost', v2.vdpa[0]));
+  assert.equal(await removed(plugin, 1), [`vDPA device ${v2.vdpa[0]} is gone`]);
+  assert.equal(dpFiles(ws), [fileOf(RESOURCE, v0.pci)]);
+
+  // The kubelet answers again, and pod-1 is gone from it: v0's file goes, v0 turns Unhealthy.
+  await kubelet.servePodResources(3_600_000);
+  await plugin.waitForLog((l) => l.msg === 'asking the kubelet which devices pods hold', 7_000);
+  assert.equal(await removed(plugin, 2), [`vDPA device ${v2.vdpa[0]} is gone`, `the kubelet lists no container holding ${v0.pci}`]);
+  const after = await virtio.stream.waitFor((d) => d.some((x) => x.health === 'Unhealthy'), 7_000);
+  assert.equal(after.map((d) => [d.ID, d.health]), [[v0.pci, 'Unhealthy'], [v1.pci, 'Healthy']]);
+});
+
+test('a kubelet that has just started is not believed about free devices; a device handed out a moment ago keeps its file', async () => {
+  const ws = workspace();
+  const kubelet = await kubeletFor();
+  const plugin = run(ws, kubelet.dir, { args: ['--log-level', 'debug'] });
+  const virtio = await kubelet.waitForPlugin(RESOURCE);
+  await virtio.stream.waitFor((d) => d.length === 2);
+  await virtio.client.allocate([[v0.pci]]);
+  ageFiles(ws, 60_000);
+  // The kubelet restarts and, not having heard from its sources yet, lists no pod.
+  await kubelet.restart();
+  kubelet.deletePod('default', 'pod-1');
+  await kubelet.waitForPlugin(RESOURCE, 2);
+  // An Allocate the kubelet has not booked (it books only after Allocate returns).
+  const raw = new PluginClient(join(kubelet.dir, 'example.com_vdpa.sock'));
+  cleanups.push(() => raw.close());
+  await raw.allocate([[v1.pci]]);
+  await ticks(plugin, 2);
+  assert.equal(dpFiles(ws), [fileOf(RESOURCE, v0.pci), fileOf(RESOURCE, v1.pci)]);
+  assert.equal(removals(plugin), []);
+  // Up long enough to know its pods: v0's file goes; v1's, written moments ago, stays.
+  back(kubelet.podResourcesSocket, 3_600_000);
+  assert.equal(await removed(plugin, 1), [`the kubelet lists no container holding ${v0.pci}`]);
+  assert.equal(dpFiles(ws), [fileOf(RESOURCE, v1.pci)]);
 });
 
 test('plugin-watcher mode: the socket sits in plugins_registry; GetInfo, connection and NotifyRegistrationStatus', async () => {

@@ -6,20 +6,24 @@
  * - PluginWatcherStandIn does what the kubelet's plugin watcher does: it finds sockets in a
  *   plugins_registry directory, calls GetInfo, connects to the endpoint and calls
  *   NotifyRegistrationStatus;
- * - PluginClient drives every DevicePlugin RPC; DeviceStream keeps what ListAndWatch sent.
+ * - PluginClient drives every DevicePlugin RPC; DeviceStream keeps what ListAndWatch sent;
+ * - like the kubelet's device manager, both keep a book of which pod's container got which device
+ *   at Allocate, and KubeletStandIn serves that book as the pod resources API (podresources v1)
+ *   on <dir>/../pod-resources/kubelet.sock, where the plugin looks by default.
  *
  *   const kubelet = await KubeletStandIn.start();
  *   // start the plugin with --kubelet-dir kubelet.dir
  *   const plugin = await kubelet.waitForPlugin('example.com/vdpa');
  *   await plugin.stream.waitFor((ds) => ds.length === 4);
- *   const resp = await plugin.client.allocate([['0000:65:00.2']]);
+ *   const resp = await plugin.client.allocate([['0000:65:00.2']]);   // pod-1, container c0
+ *   kubelet.deletePod('default', 'pod-1');   // the device is free in the kubelet's book
  *   await kubelet.restart();   // deletes every socket, serves kubelet.sock anew
  *   await kubelet.stop();
  */
 import * as grpc from '@grpc/grpc-js';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   DevicePluginClient,
   RegistrationService,
@@ -32,6 +36,8 @@ import {
   type RegisterRequest,
 } from '../../proto/gen/deviceplugin_v1beta1.js';
 import { RegistrationClient as WatcherRegistrationClient, type PluginInfo } from '../../proto/gen/pluginregistration_v1.js';
+import { PodResourcesListerService, type ContainerDevices, type PodResources, type PodResourcesListerServer } from '../../proto/gen/podresources_v1.js';
+import { podResourcesSocketBeside } from '../../host/podresources.js';
 
 const EXTENDED_RESOURCE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
@@ -98,11 +104,23 @@ export class DeviceStream {
   }
 }
 
+/** A pod as the kubelet names it. */
+export interface PodRef {
+  readonly namespace: string;
+  readonly name: string;
+}
+
+/** What a successful Allocate did, for the device manager's book. */
+type Allocated = (containers: readonly (readonly string[])[], pod: PodRef | undefined) => void;
+
 /** Promise wrappers for every DevicePlugin RPC on one plugin socket. */
 export class PluginClient {
   readonly raw: DevicePluginClient;
 
-  constructor(readonly socket: string) {
+  constructor(
+    readonly socket: string,
+    private readonly onAllocated?: Allocated,
+  ) {
     this.raw = new DevicePluginClient(`unix://${socket}`, grpc.credentials.createInsecure());
   }
 
@@ -110,9 +128,14 @@ export class PluginClient {
     return unary(this.raw.getDevicePluginOptions.bind(this.raw), {} as Empty);
   }
 
-  /** One list of device IDs per container. */
-  allocate(containers: readonly (readonly string[])[]): Promise<AllocateResponse> {
-    return unary(this.raw.allocate.bind(this.raw), { containerRequests: containers.map((ids) => ({ devicesIds: [...ids] })) });
+  /**
+   * One list of device IDs per container (named c0, c1, …); through a stand-in's connection the
+   * devices are then booked to `pod`, by default a new pod-N in namespace default.
+   */
+  async allocate(containers: readonly (readonly string[])[], pod?: PodRef): Promise<AllocateResponse> {
+    const resp = await unary(this.raw.allocate.bind(this.raw), { containerRequests: containers.map((ids) => ({ devicesIds: [...ids] })) });
+    this.onAllocated?.(containers, pod);
+    return resp;
   }
 
   preferred(
@@ -151,14 +174,59 @@ export interface ConnectedPlugin {
   readonly registeredAt: number;
 }
 
+/** One pod in the device manager's book: container → resource → device IDs. */
+export interface PodDevices extends PodRef {
+  readonly containers: Map<string, Map<string, string[]>>;
+}
+
 /** What the kubelet's device manager does once it knows a plugin's endpoint. */
 abstract class DevicePluginHost {
   /** Every plugin connection, oldest first; the last one per resource is the live one. */
   readonly connections: ConnectedPlugin[] = [];
   readonly errors: string[] = [];
+  /** The device manager's book (its checkpoint, so a restart keeps it), by `namespace/name`. */
+  readonly pods = new Map<string, PodDevices>();
+  private podCount = 0;
+
+  private book(resource: string, containers: readonly (readonly string[])[], ref: PodRef | undefined): void {
+    const { namespace, name } = ref ?? { namespace: 'default', name: `pod-${++this.podCount}` };
+    const key = `${namespace}/${name}`;
+    const pod = this.pods.get(key) ?? { namespace, name, containers: new Map<string, Map<string, string[]>>() };
+    this.pods.set(key, pod);
+    containers.forEach((ids, i) => {
+      const byResource = pod.containers.get(`c${i}`) ?? new Map<string, string[]>();
+      byResource.set(resource, [...(byResource.get(resource) ?? []), ...ids]);
+      pod.containers.set(`c${i}`, byResource);
+    });
+  }
+
+  /** A deleted pod: its devices are free in the book. False when there was no such pod. */
+  deletePod(namespace: string, name: string): boolean {
+    return this.pods.delete(`${namespace}/${name}`);
+  }
+
+  /** The pods whose containers hold a device. */
+  holders(id: string): PodDevices[] {
+    return [...this.pods.values()].filter((p) => [...p.containers.values()].some((r) => [...r.values()].some((ids) => ids.includes(id))));
+  }
+
+  /** The book as the pod resources API reports a pod. */
+  protected podResources(pod: PodDevices): PodResources {
+    return {
+      name: pod.name,
+      namespace: pod.namespace,
+      containers: [...pod.containers].map(([name, byResource]) => ({
+        name,
+        devices: [...byResource].map(([resourceName, deviceIds]): ContainerDevices => ({ resourceName, deviceIds, topology: undefined })),
+        cpuIds: [],
+        memory: [],
+        dynamicResources: [],
+      })),
+    };
+  }
 
   protected async connect(resource: string, socket: string, registeredAt: number): Promise<void> {
-    const client = new PluginClient(socket);
+    const client = new PluginClient(socket, (containers, pod) => this.book(resource, containers, pod));
     try {
       const options = await client.options();
       const stream = client.watch();
@@ -193,32 +261,84 @@ abstract class DevicePluginHost {
 }
 
 export interface KubeletOptions {
-  /** The device-plugins directory; default a new temporary directory (removed by stop()). */
+  /**
+   * The device-plugins directory; default `device-plugins` in a new temporary directory (removed
+   * by stop()). The pod resources socket goes beside it, as the kubelet lays them out.
+   */
   readonly dir?: string;
   /** Return an error message to refuse a registration, as the kubelet does for bad requests. */
   readonly refuse?: (req: RegisterRequest) => string | null;
 }
 
+/** A kubelet that has been up this long knows its pods: the stand-in's socket is dated back so. */
+const SETTLED_KUBELET_AGE_MS = 3_600_000;
+
 export class KubeletStandIn extends DevicePluginHost {
   readonly dir: string;
   readonly socket: string;
+  /** `<dir>/../pod-resources/kubelet.sock`. */
+  readonly podResourcesSocket: string;
   /** Every Register request received, in order. */
   readonly registrations: RegisterRequest[] = [];
   private server: grpc.Server | null = null;
-  private readonly ownsDir: boolean;
+  private podResourcesServer: grpc.Server | null = null;
+  private readonly ownsDir: string | null;
 
   private constructor(private readonly opts: KubeletOptions) {
     super();
-    this.ownsDir = !opts.dir;
-    this.dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'vdpa-kubelet-'));
+    this.ownsDir = opts.dir ? null : mkdtempSync(join(tmpdir(), 'vdpa-kubelet-'));
+    this.dir = opts.dir ?? join(this.ownsDir!, 'device-plugins');
     mkdirSync(this.dir, { recursive: true });
     this.socket = join(this.dir, 'kubelet.sock');
+    this.podResourcesSocket = podResourcesSocketBeside(this.dir);
   }
 
   static async start(opts: KubeletOptions = {}): Promise<KubeletStandIn> {
     const k = new KubeletStandIn(opts);
     await k.serve();
+    await k.servePodResources(SETTLED_KUBELET_AGE_MS);
     return k;
+  }
+
+  private podResourcesHandlers(): PodResourcesListerServer {
+    return {
+      list: (_call, cb) => cb(null, { podResources: [...this.pods.values()].map((p) => this.podResources(p)) }),
+      getAllocatableResources: (_call, cb) => {
+        const devices = this.connections
+          .filter((c) => this.plugin(c.resource) === c)
+          .flatMap((c) => (c.stream.latest ?? []).map((d): ContainerDevices => ({ resourceName: c.resource, deviceIds: [d.ID], topology: d.topology })));
+        cb(null, { devices, cpuIds: [], memory: [] });
+      },
+      get: (call, cb) => {
+        const pod = this.pods.get(`${call.request.podNamespace}/${call.request.podName}`);
+        if (pod) cb(null, { podResources: this.podResources(pod) });
+        else cb({ code: grpc.status.UNKNOWN, details: `pod ${call.request.podName} in namespace ${call.request.podNamespace} not found` });
+      },
+    };
+  }
+
+  /**
+   * Serves the pod resources API; `ageMs` dates the socket back, as if this kubelet had been
+   * serving that long (0: it has just started).
+   */
+  async servePodResources(ageMs = 0): Promise<void> {
+    this.stopPodResources();
+    mkdirSync(dirname(this.podResourcesSocket), { recursive: true });
+    const server = new grpc.Server();
+    server.addService(PodResourcesListerService, this.podResourcesHandlers());
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix://${this.podResourcesSocket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
+    );
+    const since = new Date(Date.now() - ageMs);
+    utimesSync(this.podResourcesSocket, since, since);
+    this.podResourcesServer = server;
+  }
+
+  /** No pod resources API (an old kubelet, the socket not mounted): its socket goes. */
+  stopPodResources(): void {
+    this.podResourcesServer?.forceShutdown();
+    this.podResourcesServer = null;
+    rmSync(this.podResourcesSocket, { force: true });
   }
 
   private async serve(): Promise<void> {
@@ -257,11 +377,13 @@ export class KubeletStandIn extends DevicePluginHost {
   /**
    * What a restarting kubelet does: stop serving, delete every socket in the directory
    * (the plugins' included), then serve kubelet.sock again. `keepPluginSockets` leaves the
-   * plugins' sockets alone: only kubelet.sock is new.
+   * plugins' sockets alone: only kubelet.sock is new. The book of pods stays (the kubelet's
+   * checkpoint); the pod resources socket is new, of a kubelet that has just started.
    */
   async restart(opts: { keepPluginSockets?: boolean } = {}): Promise<void> {
     this.server?.forceShutdown();
     this.server = null;
+    this.stopPodResources();
     this.closeConnections();
     for (const name of readdirSync(this.dir)) {
       const p = join(this.dir, name);
@@ -269,13 +391,15 @@ export class KubeletStandIn extends DevicePluginHost {
       if (lstatSync(p, { throwIfNoEntry: false })?.isSocket()) unlinkSync(p);
     }
     await this.serve();
+    await this.servePodResources();
   }
 
   async stop(): Promise<void> {
     this.closeConnections();
     this.server?.forceShutdown();
     this.server = null;
-    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+    this.stopPodResources();
+    if (this.ownsDir) rmSync(this.ownsDir, { recursive: true, force: true });
     else rmSync(this.socket, { force: true });
   }
 }
