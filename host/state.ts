@@ -1,10 +1,13 @@
 /**
  * Attachment state files: what one CNI ADD changed on the host, the single source of truth for
- * DEL and GC. Written atomically (temp file, fsync, rename) before the first host change, updated
- * as each step begins, removed after the last undo.
+ * DEL and GC. Written atomically (temp file, rename) before the first host change, updated as
+ * each step begins, removed after the last undo. Not fsynced: the state serves a DEL or GC after
+ * the writer died, and a killed process leaves the page cache intact; a power loss takes every
+ * netns and pod the state describes with it, and DEL without a (readable) state goes by OVS rows
+ * and netdev marks. An fsync per step cost ADD a millisecond or more each on this machine's disk.
  *   <stateDir>/attachments/<containerID>@<ifname>.json
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { sha256Hex } from './hash.js';
 import type { VdpaDriver } from './snapshot.js';
@@ -129,7 +132,6 @@ export function writeState(stateDir: string, state: AttachmentState): void {
   const fd = openSync(tmp, 'w', 0o600);
   try {
     writeSync(fd, JSON.stringify(state, null, 1) + '\n');
-    fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
