@@ -27,9 +27,14 @@ export interface DeviceInfoStore {
   remove(path: string): void;
 }
 
-/** `PCIDEVICE_<PREFIX>_<NAME>`, as the incumbent names it ("." "/" "-" become "_"). */
-export function envName(pool: PoolConfig): string {
-  return `PCIDEVICE_${pool.resourcePrefix}_${pool.resourceName}`.toUpperCase().replace(/[./-]/g, '_');
+/**
+ * `PCIDEVICE_<PREFIX>_<NAME>` exactly as the incumbent computes it (upper case, only "." becomes
+ * "_"), so workloads written for it find their devices. Where that is not a valid shell name (a
+ * "-" in the prefix or name), the name with every other character turned into "_" is set too.
+ */
+export function envNames(pool: PoolConfig): string[] {
+  const incumbent = `PCIDEVICE_${pool.resourcePrefix}_${pool.resourceName}`.toUpperCase().replaceAll('.', '_');
+  return /^[A-Z_][A-Z0-9_]*$/.test(incumbent) ? [incumbent] : [incumbent, incumbent.replace(/[^A-Z0-9_]/g, '_')];
 }
 
 /** Inside the container the char device keeps its /dev name, whatever --dev-root says on the host. */
@@ -65,7 +70,6 @@ function resolve(pool: Pool, ids: readonly string[]): Map<string, VdpaEndpoint> 
 }
 
 function containerResponse(pool: PoolConfig, ids: readonly string[], endpoints: ReadonlyMap<string, VdpaEndpoint>): ContainerAllocateResponse {
-  const key = envName(pool);
   const info: Record<string, unknown> = {};
   const devices: DeviceSpec[] = [];
   for (const id of ids) {
@@ -73,7 +77,12 @@ function containerResponse(pool: PoolConfig, ids: readonly string[], endpoints: 
     info[id] = deviceInfoEnv(pool, ep);
     if (ep.driver === 'vhost') devices.push({ containerPath: containerDevPath(ep), hostPath: ep.path, permissions: 'rw' });
   }
-  return { envs: { [key]: ids.join(','), [`${key}_INFO`]: JSON.stringify(info) }, mounts: [], devices, annotations: {}, cdiDevices: [] };
+  const envs: Record<string, string> = {};
+  for (const key of envNames(pool)) {
+    envs[key] = ids.join(',');
+    envs[`${key}_INFO`] = JSON.stringify(info);
+  }
+  return { envs, mounts: [], devices, annotations: {}, cdiDevices: [] };
 }
 
 /**

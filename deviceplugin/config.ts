@@ -1,7 +1,9 @@
 /**
  * The pool configuration: parsed from `unknown` into typed pools, with errors that name the field.
- * The file format is the incumbent sriov-network-device-plugin's `resourceList` for `netDevice`
- * pools, so an existing config moves over unchanged.
+ * The file format is the incumbent sriov-network-device-plugin's `resourceList`, so an existing
+ * config (as the SR-IOV network operator writes it) moves over unchanged: keys match as Go's
+ * encoding/json matches them (case-insensitively, so `IsRdma` is `isRdma`), and the pools this
+ * plugin does not serve (no `vdpaType`, another `deviceType`) are skipped, each with a warning.
  */
 import type { VdpaDriver } from '../host/snapshot.js';
 
@@ -20,6 +22,8 @@ export interface Selector {
   readonly pciAddresses: readonly string[];
   readonly pfNames: readonly PfMatch[];
   readonly rootDevices: readonly PfMatch[];
+  /** Empty matches anything; otherwise it must hold "ether" (every vDPA net device is Ethernet). */
+  readonly linkTypes: readonly string[];
   readonly vdpaType: VdpaDriver;
 }
 
@@ -38,6 +42,8 @@ export interface PoolConfig {
 export interface Config {
   /** In file order: the first pool that matches a device claims it. */
   readonly pools: readonly PoolConfig[];
+  /** One line per pool or selector that loads but does nothing here (pools of plain VFs, …). */
+  readonly warnings: readonly string[];
 }
 
 export class ConfigError extends Error {
@@ -55,7 +61,8 @@ const DRIVER_NAME = /^[A-Za-z0-9_.-]+$/;
 // IFNAMSIZ is 16 with the terminating NUL; "/" and whitespace are never valid, "#" starts the range.
 const NETDEV_NAME = /^[^\s/#:]{1,15}$/;
 
-const POOL_KEYS = ['resourceName', 'resourcePrefix', 'deviceType', 'excludeTopology', 'selectors', 'additionalInfo'];
+/** `SelectorObj` / `SelectorObjs`: the incumbent's internal field, which Go's json.Marshal writes (as null). */
+const POOL_KEYS = ['resourceName', 'resourcePrefix', 'deviceType', 'excludeTopology', 'selectors', 'additionalInfo', 'SelectorObj', 'SelectorObjs'];
 const SELECTOR_KEYS = [
   'vendors',
   'devices',
@@ -63,12 +70,15 @@ const SELECTOR_KEYS = [
   'pciAddresses',
   'pfNames',
   'rootDevices',
+  'linkTypes',
   'vdpaType',
   'isRdma',
   'needVhostNet',
 ];
 /** Incumbent selector keys that have no meaning for vDPA pools: say so rather than "unknown key". */
-const INCUMBENT_ONLY = ['linkTypes', 'ddpProfiles', 'auxTypes', 'acpiIndexes', 'pKeys'];
+const INCUMBENT_ONLY = ['ddpProfiles', 'auxTypes', 'acpiIndexes', 'pKeys'];
+/** The link type a vDPA net device has (what the incumbent's `linkTypes` compares with). */
+export const VDPA_LINK_TYPE = 'ether';
 
 function fail(path: string, message: string): never {
   throw new ConfigError(`${path}: ${message}`);
@@ -96,14 +106,29 @@ function distance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-function checkKeys(obj: Record<string, unknown>, known: readonly string[], path: string): void {
-  for (const key of Object.keys(obj)) {
-    if (known.includes(key)) continue;
+/**
+ * The object with its keys spelled as in `known`: Go's encoding/json, which the incumbent decodes
+ * with, takes `IsRdma` or `isrdma` for `isRdma`, and a null value as no value. The same key given
+ * twice is refused; an unknown key too, unless `others` lets it through (a skipped pool's keys).
+ */
+function knownKeys(obj: Record<string, unknown>, known: readonly string[], path: string, others = false): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const spelled = new Map<string, string>();
+  for (const [key, value] of Object.entries(obj)) {
+    const canonical = known.find((k) => k.toLowerCase() === key.toLowerCase());
     const at = `${path}.${key}`;
-    if (INCUMBENT_ONLY.includes(key)) fail(at, 'not supported for vDPA pools');
-    const near = known.find((k) => distance(k.toLowerCase(), key.toLowerCase()) <= 2);
-    fail(at, near ? `unknown key; did you mean "${near}"?` : `unknown key (known: ${known.join(', ')})`);
+    if (canonical === undefined) {
+      if (others) continue;
+      if (INCUMBENT_ONLY.some((k) => k.toLowerCase() === key.toLowerCase())) fail(at, 'not supported for vDPA pools');
+      const near = known.find((k) => distance(k.toLowerCase(), key.toLowerCase()) <= 2);
+      fail(at, near ? `unknown key; did you mean "${near}"?` : `unknown key (known: ${known.join(', ')})`);
+    }
+    const earlier = spelled.get(canonical);
+    if (earlier !== undefined) fail(at, `given twice, as "${earlier}" and "${key}"`);
+    spelled.set(canonical, key);
+    if (value !== null) out[canonical] = value;
   }
+  return out;
 }
 
 function asString(v: unknown, path: string): string {
@@ -193,9 +218,13 @@ function vdpaType(v: unknown, path: string): VdpaDriver {
   return v;
 }
 
-function parseSelector(raw: unknown, path: string): Selector {
-  const obj = asObject(raw, path);
-  checkKeys(obj, SELECTOR_KEYS, path);
+function linkTypes(v: unknown, path: string, warnings: string[]): string[] {
+  const types = list(v, path, (s) => s);
+  if (types.length && !types.includes(VDPA_LINK_TYPE)) warnings.push(`${path}: ${JSON.stringify(types)} selects no vDPA device (their link type is "${VDPA_LINK_TYPE}")`);
+  return types;
+}
+
+function parseSelector(obj: Record<string, unknown>, path: string, warnings: string[]): Selector {
   // The incumbent allows these flags on netDevice pools; neither can be combined with vDPA.
   if (obj.isRdma !== undefined && asBoolean(obj.isRdma, `${path}.isRdma`)) {
     fail(`${path}.isRdma`, 'cannot be combined with vdpaType');
@@ -210,6 +239,7 @@ function parseSelector(raw: unknown, path: string): Selector {
     pciAddresses: list(obj.pciAddresses, `${path}.pciAddresses`, pciAddress),
     pfNames: list(obj.pfNames, `${path}.pfNames`, (s, at) => pfMatch(s, at, pfName)),
     rootDevices: list(obj.rootDevices, `${path}.rootDevices`, (s, at) => pfMatch(s, at, pciAddress)),
+    linkTypes: linkTypes(obj.linkTypes, `${path}.linkTypes`, warnings),
     vdpaType: vdpaType(obj.vdpaType, `${path}.vdpaType`),
   };
 }
@@ -228,24 +258,37 @@ function parseAdditionalInfo(raw: unknown, path: string): Map<string, Record<str
   return out;
 }
 
-function parsePool(raw: unknown, path: string, defaultPrefix: string): PoolConfig {
-  const obj = asObject(raw, path);
-  checkKeys(obj, POOL_KEYS, path);
-  if (obj.resourceName === undefined) fail(`${path}.resourceName`, 'required');
+/** The pool's selectors with their paths; the incumbent takes one object or an ordered list. */
+function selectorObjects(v: unknown, path: string): { obj: Record<string, unknown>; at: string }[] {
+  if (v === undefined) fail(path, 'required');
+  const out = Array.isArray(v) ? v.map((s: unknown, i) => ({ obj: asObject(s, `${path}[${i}]`), at: `${path}[${i}]` })) : [{ obj: asObject(v, path), at: path }];
+  if (out.length === 0) fail(path, 'must hold at least one selector');
+  return out;
+}
+
+/** As the incumbent reads it: a missing, null or empty vdpaType selects plain VFs. */
+const hasVdpaType = (sel: Record<string, unknown>): boolean => Object.entries(sel).some(([k, v]) => k.toLowerCase() === 'vdpatype' && v !== null && v !== '');
+
+/**
+ * Why this plugin leaves a pool to another (the incumbent serves plain VFs and accelerators),
+ * or null when it serves it. A pool that mixes vDPA and plain selectors is refused.
+ */
+function notServed(obj: Record<string, unknown>, path: string): string | null {
+  if (obj.deviceType !== undefined && obj.deviceType !== 'netDevice') return `deviceType ${describe(obj.deviceType)}: only netDevice pools with a vdpaType are served here`;
+  const selectors = selectorObjects(obj.selectors, `${path}.selectors`);
+  const plain = selectors.filter((s) => !hasVdpaType(s.obj));
+  if (plain.length === selectors.length) return 'no selector has a vdpaType: a pool of plain VFs, for sriov-network-device-plugin';
+  if (plain.length) fail(`${plain[0]!.at}.vdpaType`, 'required: another selector of this pool has one, and a pool is either vDPA or not');
+  return null;
+}
+
+function parsePool(obj: Record<string, unknown>, path: string, defaultPrefix: string, warnings: string[]): PoolConfig {
   const resourceName = checkResourceName(asString(obj.resourceName, `${path}.resourceName`), `${path}.resourceName`);
   const resourcePrefix =
     obj.resourcePrefix === undefined
       ? defaultPrefix
       : checkResourcePrefix(asString(obj.resourcePrefix, `${path}.resourcePrefix`), `${path}.resourcePrefix`);
-  if (obj.deviceType !== undefined && obj.deviceType !== 'netDevice') {
-    fail(`${path}.deviceType`, `must be "netDevice" (vDPA devices are net devices), got ${describe(obj.deviceType)}`);
-  }
-  if (obj.selectors === undefined) fail(`${path}.selectors`, 'required');
-  // The incumbent takes one selector object or an ordered list of them.
-  const selectors = Array.isArray(obj.selectors)
-    ? obj.selectors.map((s: unknown, i) => parseSelector(s, `${path}.selectors[${i}]`))
-    : [parseSelector(obj.selectors, `${path}.selectors`)];
-  if (selectors.length === 0) fail(`${path}.selectors`, 'must hold at least one selector');
+  const selectors = selectorObjects(obj.selectors, `${path}.selectors`).map((s) => parseSelector(knownKeys(s.obj, SELECTOR_KEYS, s.at), s.at, warnings));
   return {
     resourcePrefix,
     resourceName,
@@ -258,19 +301,32 @@ function parsePool(raw: unknown, path: string, defaultPrefix: string): PoolConfi
 
 /** Validates a decoded config document; throws ConfigError naming the first bad field. */
 export function parseConfig(raw: unknown, defaultPrefix: string = DEFAULT_RESOURCE_PREFIX): Config {
-  const top = asObject(raw, 'config');
-  checkKeys(top, ['resourceList'], 'config');
+  const top = knownKeys(asObject(raw, 'config'), ['resourceList'], 'config');
   if (!Array.isArray(top.resourceList)) fail('resourceList', `must be a list of pools, got ${describe(top.resourceList)}`);
   if (top.resourceList.length === 0) fail('resourceList', 'must hold at least one pool');
-  const pools = top.resourceList.map((p, i) => parsePool(p, `resourceList[${i}]`, defaultPrefix));
-  const seen = new Map<string, number>();
-  pools.forEach((pool, i) => {
+  const pools: PoolConfig[] = [];
+  const warnings: string[] = [];
+  const seen = new Map<string, string>();
+  top.resourceList.forEach((raw: unknown, i) => {
+    const path = `resourceList[${i}]`;
+    const given = asObject(raw, path);
+    // Whether the pool is served decides which keys are ours to check.
+    const lenient = knownKeys(given, POOL_KEYS, path, true);
+    if (lenient.resourceName === undefined) fail(`${path}.resourceName`, 'required');
+    const skipped = notServed(lenient, path);
+    if (skipped !== null) {
+      warnings.push(`${path} (resourceName ${describe(lenient.resourceName)}) skipped: ${skipped}`);
+      return;
+    }
+    const pool = parsePool(knownKeys(given, POOL_KEYS, path), path, defaultPrefix, warnings);
     const first = seen.get(pool.resource);
-    if (first !== undefined) fail(`resourceList[${i}].resourceName`, `"${pool.resource}" is already defined by resourceList[${first}]`);
-    seen.set(pool.resource, i);
+    if (first !== undefined) fail(`${path}.resourceName`, `"${pool.resource}" is already defined by ${first}`);
+    seen.set(pool.resource, path);
+    pools.push(pool);
   });
-  return { pools };
+  return { pools, warnings };
 }
+
 
 /** The config file's text → Config; JSON syntax errors are ConfigErrors too. */
 export function parseConfigText(text: string, defaultPrefix: string = DEFAULT_RESOURCE_PREFIX): Config {

@@ -115,6 +115,7 @@ export class Plugin {
       devinfoDir: flags.devinfoDir,
       podResourcesSocket: flags.podResourcesSocket,
     });
+    this.warnConfig();
     await this.node.refreshDevlink();
     await this.node.rescanAndRelease('start');
     this.socketWatch.set(this.mode === 'watcher' ? [flags.pluginsRegistryDir] : [flags.kubeletDir]);
@@ -212,8 +213,14 @@ export class Plugin {
     this.config = next.config;
     metrics.configReloads.inc({ result: 'ok' });
     this.log.info('config reloaded', { pools: next.config.pools.map((p) => p.resource) });
+    this.warnConfig();
     this.node.repool();
     void this.reconcileServers();
+  }
+
+  /** What loads but does nothing here (pools of plain VFs, …): one warning each. */
+  private warnConfig(): void {
+    for (const warning of this.config.warnings) this.log.warn(warning, { config: this.opts.flags.config });
   }
 
   /** One server per configured pool: start the new ones, stop the ones no longer configured. */

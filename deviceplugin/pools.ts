@@ -3,7 +3,7 @@
  * Pure: the caller supplies the snapshot, its usable endpoints and the previous pools.
  */
 import type { Device } from '../proto/gen/deviceplugin_v1beta1.js';
-import type { Config, PfMatch, PoolConfig, Selector } from './config.js';
+import { VDPA_LINK_TYPE, type Config, type PfMatch, type PoolConfig, type Selector } from './config.js';
 import { endpointFor, usableEndpoints } from '../host/endpoint.js';
 import type { PciFunction, Representor, Snapshot, VdpaEndpoint } from '../host/snapshot.js';
 
@@ -77,6 +77,7 @@ export function matchesStatically(sel: Selector, fn: PciFunction, snapshot: Snap
   if (sel.vendors.length && !sel.vendors.includes(fn.vendor)) return false;
   if (sel.devices.length && !sel.devices.includes(fn.device)) return false;
   if (sel.drivers.length && (fn.driver === null || !sel.drivers.includes(fn.driver))) return false;
+  if (sel.linkTypes.length && !sel.linkTypes.includes(VDPA_LINK_TYPE)) return false;
   if (sel.pciAddresses.length && !sel.pciAddresses.includes(fn.address)) return false;
   if (sel.rootDevices.length && (fn.pf === null || !matchesPf(sel.rootDevices, [fn.pf], fn.vfIndex))) return false;
   if (sel.pfNames.length) {

@@ -143,7 +143,12 @@ test('vhost Allocate: a DeviceSpec per device (rw), the mount in _INFO, the char
   const resp = await vhost.client.allocate([[a2.pci], [a3.pci, plain.pci!]]);
   assert.is(resp.containerResponses.length, 2);
   const [first, second] = resp.containerResponses;
+  // The incumbent's name keeps "-" (only "." becomes "_"); not a shell name, so the sanitized one is set too.
+  const incumbent = 'PCIDEVICE_DP_EXAMPLE-CORP_IO_VDPA-VHOST';
   const key = 'PCIDEVICE_DP_EXAMPLE_CORP_IO_VDPA_VHOST';
+  assert.equal(Object.keys(first!.envs).sort(), [incumbent, `${incumbent}_INFO`, key, `${key}_INFO`]);
+  assert.is(first!.envs[incumbent], first!.envs[key]);
+  assert.is(first!.envs[`${incumbent}_INFO`], first!.envs[`${key}_INFO`]);
   const name = (path: string) => path.split('/').pop()!;
   assert.equal(first!.envs[key], a2.pci);
   assert.equal(first!.devices, [{ containerPath: `/dev/${name(a2.vhost!)}`, hostPath: a2.vhost!, permissions: 'rw' }]);

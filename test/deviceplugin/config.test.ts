@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ConfigError, parseConfig, parseConfigText } from '../../deviceplugin/config.js';
 import { FlagError, helpText, parseFlags } from '../../deviceplugin/flags.js';
+import { operatorNodeConfig } from './operator-config.js';
 
 function error(raw: unknown): string {
   try {
@@ -75,19 +76,72 @@ test('an incumbent netDevice config with every supported key parses into typed p
   assert.equal(b!.selectors[0]!.vendors, []);
 });
 
-test('vdpaType is required and must be virtio or vhost', () => {
+test('vdpaType must be virtio or vhost; a pool that mixes vDPA and plain selectors is refused', () => {
   assert.is(
     error({ resourceList: [pool(), pool({ resourceName: 'b', selectors: [{ vdpaType: 'vdpa' }] })] }),
     'resourceList[1].selectors[0].vdpaType: must be "virtio" or "vhost"',
   );
-  assert.is(error({ resourceList: [pool({ selectors: { vendors: ['15b3'] } })] }), 'resourceList[0].selectors.vdpaType: must be "virtio" or "vhost"');
+  assert.is(
+    error({ resourceList: [pool({ selectors: [{ vdpaType: 'virtio' }, { vendors: ['15b3'] }] })] }),
+    'resourceList[0].selectors[1].vdpaType: required: another selector of this pool has one, and a pool is either vDPA or not',
+  );
+});
+
+test('an operator-rendered ConfigMap loads: Go field names, linkTypes, SelectorObjs; the pools not served here are skipped, one warning each', () => {
+  const config = parseConfigText(operatorNodeConfig('worker-0'), 'openshift.io');
+  assert.equal(config.pools.map((p) => p.resource), ['openshift.io/vdpa_virtio', 'openshift.io/vdpa_vhost']);
+  const [virtio, vhost] = config.pools;
+  assert.equal({ ...virtio!.selectors[0]!, pfNames: virtio!.selectors[0]!.pfNames.map((m) => [m.pf, [...m.vfs!]]) }, {
+    vendors: ['15b3'],
+    devices: ['101e'],
+    drivers: [],
+    pciAddresses: [],
+    pfNames: [['enp101s0f0np0', [0, 1]]],
+    rootDevices: [],
+    linkTypes: ['ether'],
+    vdpaType: 'virtio',
+  });
+  assert.is(vhost!.excludeTopology, true);
+  assert.equal(vhost!.selectors[0]!.rootDevices, [{ pf: '0000:65:00.0', vfs: null }]);
+  assert.equal(config.warnings, [
+    'resourceList[2] (resourceName "mlx_rdma") skipped: no selector has a vdpaType: a pool of plain VFs, for sriov-network-device-plugin',
+    'resourceList[3] (resourceName "intel_dpdk") skipped: no selector has a vdpaType: a pool of plain VFs, for sriov-network-device-plugin',
+  ]);
+  // An older operator's SelectorObj, and a node with nothing for this plugin: it loads and serves nothing.
+  const older = parseConfigText(operatorNodeConfig('worker-1'), 'openshift.io');
+  assert.equal(older.pools, []);
+  assert.is(older.warnings.length, 1);
+  // Another device type is skipped whatever its selectors.
+  const accel = parseConfig({ resourceList: [pool(), { resourceName: 'fpga', deviceType: 'accelerator', selectors: { vendors: ['8086'] } }] });
+  assert.equal(accel.warnings, ['resourceList[1] (resourceName "fpga") skipped: deviceType "accelerator": only netDevice pools with a vdpaType are served here']);
+});
+
+test('keys match as Go matches them: any case, null as no value; the same key twice is refused', () => {
+  const c = parseConfig({ resourceList: [{ ResourceName: 'vdpa', SELECTORS: { VdpaType: 'vhost', IsRdma: false, NeedVhostNet: null, pfnames: ['ens1f0'] }, excludeTopology: null }] }, 'a.io');
+  assert.is(c.pools[0]!.resource, 'a.io/vdpa');
+  assert.is(c.pools[0]!.selectors[0]!.vdpaType, 'vhost');
+  assert.is(c.pools[0]!.selectors[0]!.pfNames[0]!.pf, 'ens1f0');
+  assert.is(c.pools[0]!.excludeTopology, false);
+  assert.is(error({ resourceList: [pool({}, { IsRdma: true })] }), 'resourceList[0].selectors.isRdma: cannot be combined with vdpaType');
+  assert.is(error({ resourceList: [pool({}, { isRdma: false, IsRdma: false })] }), 'resourceList[0].selectors.IsRdma: given twice, as "isRdma" and "IsRdma"');
+  // A vdpaType that is null or empty selects plain VFs, as in the incumbent: skipped.
+  assert.equal(parseConfig({ resourceList: [pool({}, { vdpaType: '' })] }).pools, []);
+});
+
+test('linkTypes: "ether" is what a vDPA device is; a list without it selects nothing, with a warning', () => {
+  assert.equal(parseConfig({ resourceList: [pool({}, { linkTypes: ['ether'] })] }).warnings, []);
+  assert.equal(parseConfig({ resourceList: [pool({}, { linkTypes: ['infiniband'] })] }).warnings, [
+    'resourceList[0].selectors.linkTypes: ["infiniband"] selects no vDPA device (their link type is "ether")',
+  ]);
+  assert.match(error({ resourceList: [pool({}, { linkTypes: 'ether' })] }), /^resourceList\[0\]\.selectors\.linkTypes: must be a list of strings/);
 });
 
 test('unknown keys are refused with the field path, a near miss is pointed out', () => {
   assert.is(error({ resourceList: [pool()], extra: 1 }), 'config.extra: unknown key (known: resourceList)');
-  assert.match(error({ resourceList: [pool({ resourcename: 'x' })] }), /^resourceList\[0\]\.resourcename: unknown key; did you mean "resourceName"\?$/);
-  assert.match(error({ resourceList: [pool({}, { vdpatype: 'virtio' })] }), /^resourceList\[0\]\.selectors\.vdpatype: unknown key; did you mean "vdpaType"\?/);
-  assert.is(error({ resourceList: [pool({}, { linkTypes: ['ether'] })] }), 'resourceList[0].selectors.linkTypes: not supported for vDPA pools');
+  assert.match(error({ resourceList: [pool({ resourceNmae: 'x' })] }), /^resourceList\[0\]\.resourceNmae: unknown key; did you mean "resourceName"\?$/);
+  assert.match(error({ resourceList: [pool({}, { vdpaTyp: 'virtio' })] }), /^resourceList\[0\]\.selectors\.vdpaTyp: unknown key; did you mean "vdpaType"\?/);
+  assert.is(error({ resourceList: [pool({}, { ddpProfiles: ['gtp'] })] }), 'resourceList[0].selectors.ddpProfiles: not supported for vDPA pools');
+  assert.is(error({ resourceList: [pool({}, { PKeys: ['0x1'] })] }), 'resourceList[0].selectors.PKeys: not supported for vDPA pools');
   assert.match(error({ resourceList: [pool({}, { color: 'red' })] }), /^resourceList\[0\]\.selectors\.color: unknown key \(known: vendors, /);
 });
 
@@ -138,7 +192,6 @@ test('other field values are checked and named', () => {
   assert.is(sel({ needVhostNet: true }), 'resourceList[0].selectors.needVhostNet: cannot be combined with vdpaType');
   assert.match(sel({ isRdma: 'no' }), /^resourceList\[0\]\.selectors\.isRdma: must be true or false/);
   assert.match(error({ resourceList: [pool({ excludeTopology: 'yes' })] }), /^resourceList\[0\]\.excludeTopology: must be true or false/);
-  assert.match(error({ resourceList: [pool({ deviceType: 'accelerator' })] }), /^resourceList\[0\]\.deviceType: must be "netDevice"/);
   assert.is(error({ resourceList: [pool({ selectors: [] })] }), 'resourceList[0].selectors: must hold at least one selector');
   assert.is(error({ resourceList: [pool({ selectors: undefined })] }), 'resourceList[0].selectors: required');
   assert.match(error({ resourceList: [pool({ selectors: ['virtio'] })] }), /^resourceList\[0\]\.selectors\[0\]: must be an object, got "virtio"$/);

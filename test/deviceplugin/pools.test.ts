@@ -122,7 +122,7 @@ test('unusable functions and functions without an endpoint (non-PCI vDPA has non
   assert.equal(ids(p!), ['0000:65:00.2']);
 });
 
-test('selector fields: vendors, devices, drivers, pciAddresses, pfNames with VF ranges, rootDevices', () => {
+test('selector fields: vendors, devices, drivers, pciAddresses, pfNames with VF ranges, rootDevices, linkTypes', () => {
   const other = vf('0000:65:00.5', PF_A, 3, { vendor: '8086', device: '154c', driver: 'ifcvf' });
   const n = node([[v2, 'virtio'], [v3, 'virtio'], [v4, 'virtio'], [other, 'virtio'], [b2, 'virtio']]);
   const only = (selector: Record<string, unknown>) => ids(pools(n, config([{ resourceName: 'p', selectors: { vdpaType: 'virtio', ...selector } }]))[0]!);
@@ -134,6 +134,9 @@ test('selector fields: vendors, devices, drivers, pciAddresses, pfNames with VF 
   assert.equal(only({ pfNames: ['ens2f0np0'] }), ['0000:b3:00.2']);
   assert.equal(only({ pfNames: ['ens9'] }), []);
   assert.equal(only({ rootDevices: [`${PF_A}#1`] }), ['0000:65:00.3']);
+  // Every vDPA net device is Ethernet: the operator's linkTypes ["ether"] selects them all, "infiniband" none.
+  assert.equal(only({ linkTypes: ['ether'] }).length, 5);
+  assert.equal(only({ linkTypes: ['infiniband'] }), []);
   // All fields of one selector must match.
   assert.equal(only({ vendors: ['15b3'], pfNames: ['ens1f0np0#0-1'] }), ['0000:65:00.2', '0000:65:00.3']);
   // Any selector of a pool may match.

@@ -1,12 +1,15 @@
 // The binary refuses what it cannot run with: each kind of bad config exits 1 with a JSON log line
-// naming the field, bad flags exit 2; nothing is served or registered in either case.
+// naming the field, bad flags exit 2; nothing is served or registered in either case. A config
+// the SR-IOV network operator wrote for the incumbent loads.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildFixture } from '../support/fixture.js';
+import { KubeletStandIn } from '../support/kubelet.js';
 import { PluginProcess, Workspace } from './harness.js';
+import { operatorNodeConfig } from './operator-config.js';
 
 const fx = buildFixture({ pfs: [{ vfs: [{ vdpa: 'virtio' }] }] });
 const kubeletDir = mkdtempSync(join(tmpdir(), 'vdpa-kubelet-startup-'));
@@ -98,6 +101,35 @@ test('a metrics address already in use: exit 1 after removing the sockets it ser
   await first.stop();
   rmSync(otherDir, { recursive: true, force: true });
   ws.cleanup();
+});
+
+test("the operator's ConfigMap: its vDPA pools are served under --resource-prefix, each other pool skipped with one warning; envs as the incumbent names them", async () => {
+  const node = buildFixture({ pfs: [{ vfs: [{ vdpa: 'virtio' }, { vdpa: 'virtio' }, { vdpa: 'vhost' }, { vdpa: 'vhost' }] }] });
+  const [v0, v1, v2, v3] = node.vfs.map((v) => v.pci);
+  const ws = new Workspace();
+  ws.writeConfig(operatorNodeConfig('worker-0'));
+  const kubelet = await KubeletStandIn.start();
+  const plugin = PluginProcess.start({ ws, sysfsRoot: node.sysfsRoot, devRoot: node.devRoot, kubeletDir: kubelet.dir, args: ['--resource-prefix', 'openshift.io'] });
+  try {
+    const virtio = await kubelet.waitForPlugin('openshift.io/vdpa_virtio');
+    const vhost = await kubelet.waitForPlugin('openshift.io/vdpa_vhost');
+    assert.equal((await virtio.stream.waitFor((d) => d.length === 2)).map((d) => [d.ID, d.health, d.topology?.nodes[0]?.ID]), [[v0, 'Healthy', 0], [v1, 'Healthy', 0]]);
+    // excludeTopology: true
+    assert.equal((await vhost.stream.waitFor((d) => d.length === 2)).map((d) => [d.ID, d.topology]), [[v2, undefined], [v3, undefined]]);
+    assert.equal(kubelet.registrations.map((r) => r.resourceName).sort(), ['openshift.io/vdpa_vhost', 'openshift.io/vdpa_virtio']);
+    const warnings = plugin.logs.filter((l) => l.level === 'warn').map((l) => l.msg);
+    assert.equal(warnings, [
+      'resourceList[2] (resourceName "mlx_rdma") skipped: no selector has a vdpaType: a pool of plain VFs, for sriov-network-device-plugin',
+      'resourceList[3] (resourceName "intel_dpdk") skipped: no selector has a vdpaType: a pool of plain VFs, for sriov-network-device-plugin',
+    ]);
+    const resp = await virtio.client.allocate([[v0!]]);
+    assert.equal(Object.keys(resp.containerResponses[0]!.envs).sort(), ['PCIDEVICE_OPENSHIFT_IO_VDPA_VIRTIO', 'PCIDEVICE_OPENSHIFT_IO_VDPA_VIRTIO_INFO']);
+  } finally {
+    await plugin.stop();
+    await kubelet.stop();
+    ws.cleanup();
+    node.cleanup();
+  }
 });
 
 test.run();
