@@ -6,6 +6,7 @@
 import { readFileSync, readlinkSync, statfsSync } from 'node:fs';
 import { bun } from './bun.js';
 import { runProcess, systemTool } from './proc.js';
+import { runRtnl } from './rtnl.js';
 
 /** A network namespace path (`/run/netns/x`, `/proc/123/ns/net`); null is the plugin's own (the host). */
 export type Netns = string | null;
@@ -128,10 +129,16 @@ export async function ipBatches(batches: readonly IpBatch[]): Promise<string> {
     return out;
   }
   if (todo.length === 0) return '';
-  // Bun starts processes cheaply: one `ip` after the other, no shell between.
+  // On Bun each batch is netlink messages from this process (host/rtnl.ts) where it can be, else
+  // one `ip` after the other, no shell between: Bun starts processes cheaply.
   if (todo.length === 1 || bun) {
     let out = '';
     for (const [i, b] of todo.entries()) {
+      const direct = bun ? runRtnl(b.netns, b.commands) : null;
+      if (direct !== null) {
+        out = direct;
+        continue;
+      }
       const [file, args] = argv(b.netns, ['-j', '-batch', '-']);
       const r = await runProcess(file, args, { input: batchText(lines[i]!) });
       if (r.code !== 0) throw batchFailure(b, r.stderr);
@@ -158,7 +165,8 @@ export async function ip(netns: Netns, commands: readonly IpCommand[]): Promise<
  */
 export async function ipThenListLinks(batch: IpBatch, listIn: Netns): Promise<{ error: IpError | null; links: Link[] }> {
   const lines = batch.commands.map((c) => c.map(batchArg));
-  if (lines.some((l) => l.includes(null))) {
+  // On Bun no shell: the change and the look each on their own (host/rtnl.ts, else `ip`).
+  if (bun || lines.some((l) => l.includes(null))) {
     const error = await ipBatches([batch]).then(
       () => null,
       (err: unknown) => {
@@ -166,15 +174,6 @@ export async function ipThenListLinks(batch: IpBatch, listIn: Netns): Promise<{ 
         throw err;
       },
     );
-    return { error, links: await listLinks(listIn) };
-  }
-  if (bun) {
-    let error: IpError | null = null;
-    if (lines.length) {
-      const [file, args] = argv(batch.netns, ['-batch', '-']);
-      const r = await runProcess(file, args, { input: batchText(lines) });
-      if (r.code !== 0) error = batchFailure(batch, r.stderr);
-    }
     return { error, links: await listLinks(listIn) };
   }
   const [listFile, listArgs] = argv(listIn, ['-d', '-j', 'link', 'show']);
@@ -201,6 +200,11 @@ export function linksPrinted(stdout: string): Link[] {
 }
 
 async function ipJson(netns: Netns, args: readonly string[]): Promise<unknown[]> {
+  const direct = bun && args[0] === '-d' ? runRtnl(netns, [args.slice(1)], ['-d']) : null;
+  if (direct !== null) {
+    const parsed: unknown = JSON.parse(direct || '[]');
+    return Array.isArray(parsed) ? parsed : [];
+  }
   const [file, argList] = argv(netns, ['-j', ...args]);
   const r = await runProcess(file, argList);
   if (r.code !== 0) throw new IpError(['-j', ...args], r.stderr, netns);
