@@ -6,9 +6,9 @@
  * (the kubelet books a device only after Allocate returns, and lists a pod only once admitted).
  */
 import { statSync } from 'node:fs';
-import { dpDeviceInfoFiles, readDeviceInfo, removeDeviceInfo, type VdpaInfo } from '../host/deviceinfo.js';
+import { dpDeviceInfoFiles, readDeviceInfo, removeDeviceInfo, type DeviceInfo } from '../host/deviceinfo.js';
 import type { Logger } from '../host/log.js';
-import { knowsItsPods, listHeldDevices, type HeldDevices } from '../host/podresources.js';
+import { describeHolder, knowsItsPods, listHeldDevices, type HeldDevices } from '../host/podresources.js';
 import type { Snapshot } from '../host/snapshot.js';
 
 /** How long a device just handed out counts as in use whatever the kubelet says. */
@@ -17,8 +17,55 @@ export const ALLOCATION_GRACE_MS = 30_000;
 interface DpFile {
   readonly path: string;
   readonly pci: string;
-  readonly vdpaDevice: string;
+  /** null for a `pci` document (another device plugin's, in the same directory). */
+  readonly vdpaDevice: string | null;
   readonly writtenAt: number;
+}
+
+/** The device plugin's files under `<devinfo>/dp`; `unreadable` hears of the ones that are not ours to judge. */
+function readDpFiles(devinfoDir: string, unreadable: (message: string) => void = () => {}): DpFile[] {
+  const files: DpFile[] = [];
+  for (const path of dpDeviceInfoFiles(devinfoDir) ?? []) {
+    let di: DeviceInfo | null;
+    let writtenAt: number;
+    try {
+      di = readDeviceInfo(path);
+      writtenAt = statSync(path).mtimeMs;
+    } catch (err) {
+      unreadable(`ignoring DeviceInfo file: ${(err as Error).message}`);
+      continue;
+    }
+    const pci = (di?.vdpa?.['pci-address'] ?? di?.pci?.['pci-address'])?.toLowerCase();
+    if (pci) files.push({ path, pci, vdpaDevice: di?.vdpa?.['parent-device'] ?? null, writtenAt });
+  }
+  return files;
+}
+
+const recent = (f: DpFile): boolean => Date.now() - f.writtenAt < ALLOCATION_GRACE_MS;
+
+/**
+ * What pods hold, for provisioning: device ID → what says so (the containers the kubelet lists,
+ * or the DeviceInfo file where the kubelet cannot say). A warning says when the files had to do,
+ * naming them.
+ */
+export async function heldByPods(podResourcesSocket: string, devinfoDir: string, warnings: string[]): Promise<Map<string, string>> {
+  const files = readDpFiles(devinfoDir, (m) => warnings.push(m));
+  const named = files.map((f) => f.path).sort().join(', ') || 'none';
+  const held = new Map<string, string>();
+  let kubelet: HeldDevices | null = null;
+  try {
+    kubelet = await listHeldDevices(podResourcesSocket);
+    for (const [id, holders] of kubelet.held) held.set(id, holders.map(describeHolder).join('; '));
+  } catch (err) {
+    warnings.push(`cannot ask the kubelet which devices pods hold (${(err as Error).message}); going by the DeviceInfo files: ${named}`);
+  }
+  const knows = kubelet !== null && knowsItsPods(kubelet);
+  if (kubelet && !knows) {
+    const seconds = Math.round((Date.now() - kubelet.servingSince) / 1000);
+    warnings.push(`the kubelet has served pod resources for ${seconds} s and may not know all its pods yet; the DeviceInfo files count too: ${named}`);
+  }
+  for (const f of files) if (!held.has(f.pci) && (!knows || recent(f))) held.set(f.pci, f.path);
+  return held;
 }
 
 export interface DeviceUseOptions {
@@ -39,7 +86,8 @@ export class DeviceUse {
 
   /** Asks the kubelet now and reads the DeviceInfo files again. */
   async refresh(): Promise<void> {
-    this.readFiles();
+    // Only our own (vdpa) documents: another plugin's files are not ours to count or remove.
+    this.files = readDpFiles(this.opts.devinfoDir).filter((f) => f.vdpaDevice !== null);
     this.handedOut.clear();
     const { podResourcesSocket: socket } = this.opts;
     try {
@@ -70,23 +118,19 @@ export class DeviceUse {
     return this.kubelet !== null && knowsItsPods(this.kubelet);
   }
 
-  private recent(f: DpFile): boolean {
-    return Date.now() - f.writtenAt < ALLOCATION_GRACE_MS;
-  }
-
   /** Device IDs a pod holds, or may hold, as far as is known now. */
   inUse(): Set<string> {
     const ids = new Set([...(this.kubelet?.held.keys() ?? []), ...this.handedOut]);
     const knows = this.kubeletKnows();
-    for (const f of this.files) if (!knows || this.recent(f)) ids.add(f.pci);
+    for (const f of this.files) if (!knows || recent(f)) ids.add(f.pci);
     return ids;
   }
 
   /** Why a file can go now, or null while a pod may still need it. */
   private whyRemove(f: DpFile, snapshot: Snapshot, kubeletKnows: boolean): string | null {
     if (this.kubelet?.held.get(f.pci)?.length) return null;
-    const gone = !snapshot.functions.has(f.pci) ? `PCI function ${f.pci} is gone` : !snapshot.vdpa.has(f.vdpaDevice) ? `vDPA device ${f.vdpaDevice} is gone` : null;
-    if (kubeletKnows) return this.recent(f) ? null : `the kubelet lists no container holding ${f.pci}${gone ? ` (${gone})` : ''}`;
+    const gone = !snapshot.functions.has(f.pci) ? `PCI function ${f.pci} is gone` : !snapshot.vdpa.has(f.vdpaDevice!) ? `vDPA device ${f.vdpaDevice} is gone` : null;
+    if (kubeletKnows) return recent(f) ? null : `the kubelet lists no container holding ${f.pci}${gone ? ` (${gone})` : ''}`;
     return gone && !snapshot.errors.length ? gone : null;
   }
 
@@ -104,22 +148,5 @@ export class DeviceUse {
       this.opts.logger.info('removed a DeviceInfo file no pod needs', { file: f.path, reason });
       return false;
     });
-  }
-
-  private readFiles(): void {
-    const files: DpFile[] = [];
-    for (const path of dpDeviceInfoFiles(this.opts.devinfoDir) ?? []) {
-      let vdpa: VdpaInfo | undefined;
-      let writtenAt: number;
-      try {
-        vdpa = readDeviceInfo(path)?.vdpa;
-        writtenAt = statSync(path).mtimeMs;
-      } catch {
-        continue; // Not a document of ours to judge, or gone meanwhile.
-      }
-      const pci = vdpa?.['pci-address']?.toLowerCase();
-      if (vdpa && pci) files.push({ path, pci, vdpaDevice: vdpa['parent-device'], writtenAt });
-    }
-    this.files = files;
   }
 }

@@ -188,7 +188,8 @@ abstract class DevicePluginHost {
   readonly pods = new Map<string, PodDevices>();
   private podCount = 0;
 
-  private book(resource: string, containers: readonly (readonly string[])[], ref: PodRef | undefined): void {
+  /** Books devices to a pod's containers (c0, c1, …) as a successful Allocate does; a new pod-N when `ref` is not given. */
+  book(resource: string, containers: readonly (readonly string[])[], ref?: PodRef): void {
     const { namespace, name } = ref ?? { namespace: 'default', name: `pod-${++this.podCount}` };
     const key = `${namespace}/${name}`;
     const pod = this.pods.get(key) ?? { namespace, name, containers: new Map<string, Map<string, string[]>>() };
