@@ -1,6 +1,7 @@
 /**
- * The eswitch of a devlink device (`pci/<PF>`, `netdevsim/netdevsimN`) and the TC offload switch
- * of its uplink: `devlink dev eswitch` and `ethtool -k/-K`, the tools every vendor supports.
+ * The eswitch of a devlink device (`pci/<PF>`, `netdevsim/netdevsimN`), its driver parameters
+ * (mlx5's `flow_steering_mode`) and the TC offload switch of its uplink: `devlink dev eswitch`,
+ * `devlink dev param` and `ethtool -k/-K`, the tools every vendor supports.
  */
 import { HostError, mustRun, type Machine } from './machine.js';
 
@@ -21,6 +22,26 @@ export async function eswitchMode(m: Machine, handle: string): Promise<EswitchMo
 
 export async function setEswitchMode(m: Machine, handle: string, mode: EswitchMode): Promise<void> {
   await mustRun(m, 'devlink', ['dev', 'eswitch', 'set', handle, 'mode', mode]);
+}
+
+/** A driver parameter's runtime value, or null when the device has no such parameter. */
+export async function devlinkParam(m: Machine, handle: string, name: string): Promise<string | null> {
+  const r = await m.run('devlink', ['-j', 'dev', 'param', 'show', handle, 'name', name]);
+  if (r.code !== 0) return null;
+  type Param = { name?: unknown; values?: { cmode?: unknown; value?: unknown }[] };
+  let params: Param[] | undefined;
+  try {
+    params = (JSON.parse(r.stdout) as { param?: Record<string, Param[]> }).param?.[handle];
+  } catch {
+    throw new HostError(`devlink dev param show ${handle} name ${name}: unparsable output`);
+  }
+  const values = Array.isArray(params) ? params.find((p) => p.name === name)?.values : undefined;
+  const runtime = Array.isArray(values) ? values.find((v) => v.cmode === 'runtime')?.value : undefined;
+  return typeof runtime === 'string' || typeof runtime === 'number' || typeof runtime === 'boolean' ? String(runtime) : null;
+}
+
+export async function setDevlinkParam(m: Machine, handle: string, name: string, value: string): Promise<void> {
+  await mustRun(m, 'devlink', ['dev', 'param', 'set', handle, 'name', name, 'value', value, 'cmode', 'runtime']);
 }
 
 /** `hw-tc-offload` of a netdev: true/false, null when ethtool does not list it. */

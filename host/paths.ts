@@ -25,3 +25,16 @@ export function pathsFromEnv(env: NodeJS.ProcessEnv = process.env): HostPaths {
     stateDir: env.VDPA_STATE_DIR || DEFAULT_PATHS.stateDir,
   };
 }
+
+/** Where `provision --install-boot` puts the boot unit and the NetworkManager and udev rules. */
+export interface EtcPaths {
+  readonly systemdDir: string;
+  readonly networkManagerDir: string;
+  readonly udevRulesDir: string;
+}
+
+/** Under /etc, or under VDPA_ETC_DIR for tests. */
+export function etcPathsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcPaths {
+  const etc = env.VDPA_ETC_DIR || '/etc';
+  return { systemdDir: `${etc}/systemd/system`, networkManagerDir: `${etc}/NetworkManager/conf.d`, udevRulesDir: `${etc}/udev/rules.d` };
+}

@@ -56,6 +56,33 @@ export async function createVdpa(m: Machine, spec: VdpaSpec): Promise<string[]> 
   }
 }
 
+/** A vDPA net device's config as the kernel reports it; null where it reports nothing. */
+export interface VdpaConfig {
+  readonly mac: string | null;
+  readonly mtu: number | null;
+  readonly maxVqp: number | null;
+}
+
+/** `vdpa dev config show` of every device; none when the vdpa module is not loaded. */
+export async function readVdpaConfigs(m: Machine): Promise<Map<string, VdpaConfig>> {
+  const r = await m.run('vdpa', ['-j', 'dev', 'config', 'show']);
+  const out = new Map<string, VdpaConfig>();
+  if (r.code !== 0 || r.stdout.trim() === '') return out;
+  let config: unknown;
+  try {
+    config = (JSON.parse(r.stdout) as { config?: unknown }).config;
+  } catch {
+    throw new HostError('vdpa dev config show: unparsable output');
+  }
+  if (typeof config !== 'object' || config === null) return out;
+  const num = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) ? v : null);
+  for (const [name, c] of Object.entries(config as Record<string, Record<string, unknown> | null>)) {
+    if (typeof c !== 'object' || c === null) continue;
+    out.set(name, { mac: typeof c.mac === 'string' ? c.mac.toLowerCase() : null, mtu: num(c.mtu), maxVqp: num(c.max_vq_pairs) });
+  }
+  return out;
+}
+
 export async function deleteVdpa(m: Machine, name: string): Promise<void> {
   await mustRun(m, 'vdpa', ['dev', 'del', name]);
 }
