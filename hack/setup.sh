@@ -13,6 +13,7 @@ PACKAGES=(
   hyperfine                    # benchmarks
   podman runc busybox-static   # a real libcni client
   prometheus                   # promtool, for the alert rules
+  systemd                      # systemd-analyze verify, for the provisioning boot unit
 )
 
 source hack/lib/packages.sh

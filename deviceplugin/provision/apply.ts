@@ -6,19 +6,19 @@
  * cannot be bound is deleted), so a failure leaves a state the next run completes.
  */
 import { existsSync } from 'node:fs';
-import { setEswitchMode, setHwTcOffload } from '../../host/eswitch.js';
+import { setDevlinkParam, setEswitchMode, setHwTcOffload } from '../../host/eswitch.js';
+import { copyExecutable, removeFile, symlinkTo, writeTextFile } from '../../host/files.js';
 import { HostError, type Machine } from '../../host/machine.js';
 import { loadModules } from '../../host/modules.js';
 import { setOtherConfig } from '../../host/ovsconfig.js';
 import { OvsdbClient } from '../../host/ovsdb.js';
 import { bindPci, busDeviceDir, pciDriver, rebindPci, setNumVfs, unbindPci } from '../../host/sriov.js';
 import { isUnreadable, readNames, virtfnLinks } from '../../host/sysfs.js';
-import { bindVdpa, createVdpa, deleteVdpa, vdpaBusDriver } from '../../host/vdpa.js';
+import { bindVdpa, createVdpa, deleteVdpa, vdpaBusDriver, type VdpaSpec } from '../../host/vdpa.js';
 import type { Logger } from '../../host/log.js';
 import type { NodeFacts } from './facts.js';
 import type { ProvisionJournal } from './journal.js';
-import { planProvision, planTeardown, type Plan } from './plan.js';
-import type { Policy } from './policy.js';
+import { planTeardown, type Plan } from './plan.js';
 import type { Action, PlanStep } from './steps.js';
 
 export class PlanStepError extends Error {
@@ -81,38 +81,73 @@ async function setOvs(a: Extract<Action, { kind: 'set-ovs' }>, m: Machine): Prom
   }
 }
 
-export async function perform(m: Machine, a: Action, log: Logger): Promise<void> {
+/** A new device on its bus driver; returns the attributes its management device refused. */
+async function createBound(m: Machine, spec: VdpaSpec, driver: 'virtio' | 'vhost', log: Logger): Promise<string[]> {
+  const dropped = await createVdpa(m, spec);
+  if (dropped.length) log.warn('the management device refused some attributes; created the device without them', { device: spec.name, mgmtDev: spec.mgmtDev, dropped });
+  try {
+    bindVdpa(m, spec.name, driver);
+  } catch (err) {
+    await deleteVdpa(m, spec.name).catch(() => undefined);
+    throw err;
+  }
+  if (vdpaBusDriver(m.sysfsRoot, spec.name) === null) throw new HostError(`${spec.name} is not bound after the bind`);
+  return dropped;
+}
+
+async function deleteIfThere(m: Machine, name: string): Promise<void> {
+  if (existsSync(`${m.sysfsRoot}/bus/vdpa/devices/${name}`)) await deleteVdpa(m, name);
+}
+
+/** Performs one action; for a device it makes, returns the attributes its management device refused. */
+export async function perform(m: Machine, a: Action, log: Logger): Promise<readonly string[] | null> {
   switch (a.kind) {
     case 'load-modules':
-      return loadModules(m, a.modules);
+      await loadModules(m, a.modules);
+      break;
     case 'set-numvfs':
-      return setNumVfs(m, busDeviceDir(m.sysfsRoot, a.device), a.to);
+      setNumVfs(m, busDeviceDir(m.sysfsRoot, a.device), a.to);
+      break;
     case 'set-eswitch':
-      return switchEswitch(m, a.device, a.mode);
+      await switchEswitch(m, a.device, a.mode);
+      break;
+    case 'set-devlink-param':
+      await setDevlinkParam(m, a.device, a.name, a.value);
+      break;
     case 'bind-pci':
-      return rebindPci(m, a.pci, a.driver);
+      rebindPci(m, a.pci, a.driver);
+      break;
     case 'set-hw-tc-offload':
-      return setHwTcOffload(m, a.netdev, a.on);
-    case 'create-vdpa': {
-      const dropped = await createVdpa(m, a.spec);
-      if (dropped.length) log.warn('the management device refused some attributes; created the device without them', { device: a.spec.name, mgmtDev: a.spec.mgmtDev, dropped });
-      try {
-        bindVdpa(m, a.spec.name, a.driver);
-      } catch (err) {
-        await deleteVdpa(m, a.spec.name).catch(() => undefined);
-        throw err;
-      }
-      if (vdpaBusDriver(m.sysfsRoot, a.spec.name) === null) throw new HostError(`${a.spec.name} is not bound after the bind`);
-      return;
-    }
+      await setHwTcOffload(m, a.netdev, a.on);
+      break;
+    case 'create-vdpa':
+      return createBound(m, a.spec, a.driver, log);
+    case 'recreate-vdpa':
+      await deleteIfThere(m, a.spec.name);
+      return createBound(m, a.spec, a.driver, log);
     case 'bind-vdpa':
-      return bindVdpa(m, a.name, a.driver);
+      bindVdpa(m, a.name, a.driver);
+      break;
     case 'delete-vdpa':
-      if (existsSync(`${m.sysfsRoot}/bus/vdpa/devices/${a.name}`)) await deleteVdpa(m, a.name);
-      return;
+      await deleteIfThere(m, a.name);
+      break;
     case 'set-ovs':
-      return setOvs(a, m);
+      await setOvs(a, m);
+      break;
+    case 'write-file':
+      writeTextFile(a.path, a.text, a.mode);
+      break;
+    case 'copy-file':
+      copyExecutable(a.from, a.to);
+      break;
+    case 'link-file':
+      symlinkTo(a.path, a.target);
+      break;
+    case 'remove-file':
+      removeFile(a.path);
+      break;
   }
+  return null;
 }
 
 export interface RunContext {
@@ -128,13 +163,16 @@ export async function runPlan(ctx: RunContext, plan: Plan): Promise<void> {
     const started = performance.now();
     // Recorded before the change: a crash during it still leaves what teardown needs.
     if (s.journal && 'record' in s.journal) ctx.journal.apply(s.journal);
+    let refused: readonly string[] | null;
     try {
-      await perform(ctx.machine, s.action, ctx.log);
+      refused = await perform(ctx.machine, s.action, ctx.log);
     } catch (err) {
       ctx.log.error('step failed', { step: i + 1, of: plan.steps.length, at: s.at || undefined, action: s.description, error: err });
       throw new PlanStepError(s, i, err);
     }
     if (s.journal && 'forget' in s.journal) ctx.journal.apply(s.journal);
+    // So that a refused attribute is not taken for drift next time.
+    if (refused && s.journal && 'record' in s.journal) ctx.journal.noteRefused(s.journal.record, refused);
     ctx.log.info('step done', { step: i + 1, of: plan.steps.length, at: s.at || undefined, action: s.description, ms: Math.round(performance.now() - started) });
   }
 }
@@ -177,5 +215,4 @@ export async function converge(ctx: RunContext, gather: () => Promise<NodeFacts>
   throw new HostError(`the node did not converge in ${MAX_ROUNDS} rounds`);
 }
 
-export const provisionPlanner = (policy: Policy) => (facts: NodeFacts) => planProvision(policy, facts);
 export const teardownPlanner = (journal: ProvisionJournal) => (facts: NodeFacts) => planTeardown(journal.list(), facts);

@@ -5,7 +5,8 @@
  */
 import { dpDeviceInfoFiles, readDeviceInfo } from '../../host/deviceinfo.js';
 import { discover } from '../../host/discover.js';
-import { eswitchMode, hwTcOffload, type EswitchMode } from '../../host/eswitch.js';
+import { devlinkParam, eswitchMode, hwTcOffload, type EswitchMode } from '../../host/eswitch.js';
+import { fileState, type FileState } from '../../host/files.js';
 import type { Machine } from '../../host/machine.js';
 import { presentModules } from '../../host/modules.js';
 import { otherConfig } from '../../host/ovsconfig.js';
@@ -13,12 +14,14 @@ import { OvsdbClient } from '../../host/ovsdb.js';
 import type { Snapshot } from '../../host/snapshot.js';
 import { busDeviceDir, readSriov, type SriovState } from '../../host/sriov.js';
 import { isUnreadable, readAttr, readNames } from '../../host/sysfs.js';
-import { listMgmtDevs } from '../../host/vdpa.js';
+import { listMgmtDevs, readVdpaConfigs, type VdpaConfig } from '../../host/vdpa.js';
 import type { ProvisionJournalEntry } from './journal.js';
 import type { PfSelector, Policy } from './policy.js';
+import { matchPfs } from './select.js';
 import { SOFTWARE_MGMTDEVS } from './vendors.js';
 
 export const OVS_HW_OFFLOAD = 'hw-offload';
+export const FLOW_STEERING_PARAM = 'flow_steering_mode';
 /** Every module a plan may load; facts say which of them are present. */
 export const KNOWN_MODULES = ['vdpa', 'virtio_vdpa', 'vhost_vdpa', 'virtio_net', 'mlx5_vdpa', 'vp_vdpa', ...Object.values(SOFTWARE_MGMTDEVS)];
 
@@ -32,6 +35,8 @@ export interface DeviceFacts {
   readonly sriov: SriovState | null;
   /** null when devlink knows no eswitch on it. */
   readonly eswitch: EswitchMode | null;
+  /** devlink flow_steering_mode (mlx5); null when the device has no such parameter. */
+  readonly steering: string | null;
   /** The uplink netdev (phys_port_name pN, else the device's only netdev); null when none. */
   readonly uplink: string | null;
   /** Existing VFs, index → PCI address (PCI PFs only). */
@@ -55,6 +60,14 @@ export interface NodeFacts {
   readonly ovs: ReadonlyMap<string, { readonly hwOffload: string | null } | { readonly error: string }>;
   /** Names of the vDPA devices the state file says we created. */
   readonly owned: ReadonlySet<string>;
+  /** Of those, the attributes each one's management device refused (records older than drift checks have none). */
+  readonly refused: ReadonlyMap<string, readonly string[]>;
+  /** `vdpa dev config show`: each device's mac, mtu and max_vqp. */
+  readonly vdpaConfig: ReadonlyMap<string, VdpaConfig>;
+  /** The state file's keys. */
+  readonly recorded: ReadonlySet<string>;
+  /** The boot files and executables asked for (GatherOptions.files) and the files the state file may remove. */
+  readonly files: ReadonlyMap<string, FileState>;
   /** Things that could not be read but did not stop planning. */
   readonly warnings: readonly string[];
 }
@@ -64,22 +77,17 @@ export interface GatherOptions {
   readonly devinfoDir: string;
   /** modules.builtin of the running kernel. */
   readonly builtinList: string;
+  /** Files whose state the plan needs (the boot files, the running executable). */
+  readonly files?: readonly string[];
 }
 
 export const OWNED_VDPA_KEY = 'vdpa-device:';
 
+/** One device per entry: a vendor selector that matches several is expanded by select.ts first. */
 function resolvePf(snapshot: Snapshot, sel: PfSelector): { handle: string } | { missing: string } {
-  if ('devlink' in sel) return { handle: sel.devlink };
-  if ('pciAddress' in sel) {
-    const f = snapshot.functions.get(sel.pciAddress);
-    if (!f) return { missing: `no network PCI function ${sel.pciAddress}` };
-    if (f.pf !== null) return { missing: `${sel.pciAddress} is a VF (of ${f.pf}), not a PF` };
-    return { handle: `pci/${sel.pciAddress}` };
-  }
-  for (const f of snapshot.functions.values()) {
-    if (f.pf === null && f.netdevs.includes(sel.name)) return { handle: `pci/${f.address}` };
-  }
-  return { missing: `no PF has a netdev named ${sel.name}` };
+  const r = matchPfs(snapshot, sel);
+  if ('missing' in r) return r;
+  return r.handles.length === 1 ? { handle: r.handles[0]! } : { missing: `names ${r.handles.length} PFs (${r.handles.join(', ')})` };
 }
 
 /** The uplink: phys_port_name `pN`, or the device's only netdev (a legacy-mode PF). */
@@ -98,7 +106,7 @@ async function deviceFacts(m: Machine, snapshot: Snapshot, handle: string): Prom
     const index = snapshot.functions.get(vf)?.vfIndex;
     if (index !== null && index !== undefined) vfs.set(index, vf);
   }
-  return { handle, pci, dir, sriov: readSriov(dir), eswitch: await eswitchMode(m, handle), uplink: uplinkOf(dir), vfs };
+  return { handle, pci, dir, sriov: readSriov(dir), eswitch: await eswitchMode(m, handle), steering: await devlinkParam(m, handle, FLOW_STEERING_PARAM), uplink: uplinkOf(dir), vfs };
 }
 
 function allocations(devinfoDir: string, warnings: string[]): Map<string, string> {
@@ -138,8 +146,10 @@ export async function gatherFacts(m: Machine, opts: GatherOptions, policy: Polic
   const netdevs = new Set<string>();
   const pcis = new Set(policy?.mgmtDevs.filter((d) => d.mgmtDev.startsWith('pci/')).map((d) => d.mgmtDev.slice(4)) ?? []);
   const remotes = new Set(policy?.ovs ? [policy.ovs.remote] : []);
+  const paths = new Set(opts.files ?? []);
   for (const { undo } of journal) {
-    if (undo.kind === 'set-numvfs' || undo.kind === 'set-eswitch') handles.add(undo.device);
+    if (undo.kind === 'set-numvfs' || undo.kind === 'set-eswitch' || undo.kind === 'set-devlink-param') handles.add(undo.device);
+    else if (undo.kind === 'remove-file') paths.add(undo.path);
     else if (undo.kind === 'set-hw-tc-offload') netdevs.add(undo.netdev);
     else if (undo.kind === 'bind-pci') pcis.add(undo.pci);
     else if (undo.kind === 'set-ovs') remotes.add(undo.remote);
@@ -150,7 +160,7 @@ export async function gatherFacts(m: Machine, opts: GatherOptions, policy: Polic
   for (const p of policy?.pfs ?? []) {
     const r = resolved.get(p.at);
     const uplink = r && 'handle' in r ? devices.get(r.handle)?.uplink : null;
-    if (p.hwTcOffload !== null && uplink) netdevs.add(uplink);
+    if ((p.hwTcOffload !== null || p.eSwitchMode === 'switchdev') && uplink) netdevs.add(uplink);
     for (const vf of r && 'handle' in r ? (devices.get(r.handle)?.vfs.values() ?? []) : []) pcis.add(vf);
   }
   const hwTc = new Map<string, boolean | null>();
@@ -180,6 +190,11 @@ export async function gatherFacts(m: Machine, opts: GatherOptions, policy: Polic
     allocated: allocations(opts.devinfoDir, warnings),
     ovs,
     owned: new Set(journal.filter((e) => e.key.startsWith(OWNED_VDPA_KEY)).map((e) => e.key.slice(OWNED_VDPA_KEY.length))),
+    refused: new Map(journal.flatMap((e) => (e.key.startsWith(OWNED_VDPA_KEY) && e.refused ? [[e.key.slice(OWNED_VDPA_KEY.length), e.refused] as const] : []))),
+    vdpaConfig: await readVdpaConfigs(m),
+    recorded: new Set(journal.map((e) => e.key)),
+    // Text up to 1 MiB: our own files; the executables are told apart by size and mtime.
+    files: new Map([...paths].map((p) => [p, fileState(p, 1 << 20)] as const)),
     warnings,
   };
 }

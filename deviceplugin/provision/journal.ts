@@ -15,6 +15,11 @@ export interface ProvisionJournalEntry {
   readonly undo: Action;
   /** When the change was made (ISO time), for people reading the file. */
   readonly at: string;
+  /**
+   * On a vDPA device we created: the attributes its management device refused, so that their
+   * absence is not taken for drift. Missing on records older than drift checking.
+   */
+  readonly refused?: readonly string[];
 }
 
 export class ProvisionJournalError extends Error {
@@ -31,7 +36,8 @@ export function parseProvisionJournal(v: unknown, file: string): ProvisionJourna
   if (!Array.isArray(entries)) fail('state.entries', 'must be a list');
   return (entries as unknown[]).map((e, i) => {
     const er = readerFor(e, `state.entries[${i}]`, fail);
-    return { key: er.str('key'), at: er.str('at'), undo: parseAction((e as { undo: unknown }).undo, `state.entries[${i}].undo`, fail) };
+    const entry = { key: er.str('key'), at: er.str('at'), undo: parseAction((e as { undo: unknown }).undo, `state.entries[${i}].undo`, fail) };
+    return (e as { refused?: unknown }).refused === undefined ? entry : { ...entry, refused: er.strings('refused') };
   });
 }
 
@@ -83,6 +89,14 @@ export class ProvisionJournal {
 
   forget(key: string): void {
     this.apply({ forget: key });
+  }
+
+  /** What a created device's management device refused (none: []), on its record. */
+  noteRefused(key: string, refused: readonly string[]): void {
+    const e = this.entries.find((x) => x.key === key);
+    if (!e || JSON.stringify(e.refused) === JSON.stringify(refused)) return;
+    this.entries = this.entries.map((x) => (x === e ? { ...x, refused } : x));
+    this.save();
   }
 
   private save(): void {

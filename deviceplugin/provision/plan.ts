@@ -5,14 +5,19 @@
  * lets a run that stopped half-way be finished by the next one: each intermediate state (VFs
  * without vDPA devices, a device on the wrong driver, an unbound VF) is one the planner completes.
  *
- * Order: modules; deletions of our own vDPA devices that must go; per PF the VF count, eswitch
- * mode, VF drivers and TC offload; PCI functions onto their vDPA driver; vDPA devices; OVS.
+ * Order: modules; boot files (the udev rules are in place before VFs appear); deletions of our
+ * own vDPA devices that must go; per PF the flow steering mode (mlx5 takes it in legacy mode
+ * only), VF count, eswitch mode, VF drivers and TC offload; PCI functions onto their vDPA
+ * driver; vDPA devices, made again where their mac, mtu or max_vqp drifted; OVS.
  */
 import type { VdpaDevice, VdpaDriver } from '../../host/snapshot.js';
 import { moduleName } from '../../host/modules.js';
 import { vfAddress } from '../../host/sriov.js';
+import { bootFiles, bootPaths, bootPolicyText, type BootFile, type BootLayout } from './boot.js';
 import type { NodeFacts, DeviceFacts } from './facts.js';
-import { OWNED_VDPA_KEY, OVS_HW_OFFLOAD } from './facts.js';
+import { FLOW_STEERING_PARAM, OWNED_VDPA_KEY, OVS_HW_OFFLOAD } from './facts.js';
+import type { FileState } from '../../host/files.js';
+import type { VdpaSpec } from '../../host/vdpa.js';
 import type { ProvisionJournalEntry } from './journal.js';
 import { macAt, VDPA_NAME_PREFIX, type Policy, type PfPolicy, type VdpaAttrs, type VfGroup } from './policy.js';
 import { describeAction, type Action, type ProvisionJournalEffect, type PlanStep } from './steps.js';
@@ -34,6 +39,13 @@ export class PlanError extends Error {
 }
 
 const BUS_MODULES: Readonly<Record<VdpaDriver, readonly string[]>> = { virtio: ['virtio_vdpa', 'virtio_net'], vhost: ['vhost_vdpa'] };
+const FILE_KEY = 'file:';
+
+/** `--install-boot`: keep the boot unit and rules (install), or only say when the recorded policy is stale. */
+export interface BootRequest {
+  readonly layout: BootLayout;
+  readonly install: boolean;
+}
 
 const step = (at: string, action: Action, journal: ProvisionJournalEffect): PlanStep => ({ at, action, description: describeAction(action), journal });
 const record = (key: string, undo: Action): ProvisionJournalEffect => ({ record: key, undo });
@@ -68,13 +80,40 @@ class Planner {
     this.deletes.push(step(at, { kind: 'delete-vdpa', name }, { forget: OWNED_VDPA_KEY + name }));
   }
 
-  /** One vDPA device as wanted: created, or moved to the right bus driver. */
+  /**
+   * What differs between a device's config and the spec, leaving out what its management device
+   * refused when we made it; "" when nothing does (or the kernel reports nothing).
+   */
+  private drift(spec: VdpaSpec): string {
+    const have = this.facts.vdpaConfig.get(spec.name);
+    if (!have) return '';
+    const refused = this.facts.refused.get(spec.name) ?? [];
+    const differs = (attr: string, want: string | number | null, now: string | number | null) =>
+      want !== null && now !== null && want !== now && !refused.includes(attr) ? [`${attr} ${now}, not ${want}`] : [];
+    return [...differs('mac', spec.mac, have.mac), ...differs('mtu', spec.mtu, have.mtu), ...differs('max_vqp', spec.maxVqp, have.maxVqp)].join(', ');
+  }
+
+  /** One vDPA device as wanted: created, made again where it drifted, or moved to the right bus driver. */
   ensureVdpa(at: string, name: string, mgmtDev: string, type: VdpaDriver, attrs: VdpaAttrs, offset: number, existing: VdpaDevice | undefined, parent: string | null): void {
     this.wanted.add(name);
     for (const m of ['vdpa', ...BUS_MODULES[type]]) this.modules.add(m);
+    const spec = { name, mgmtDev, mac: attrs.macBase === null ? null : macAt(attrs.macBase, offset), mtu: attrs.mtu, maxVqp: attrs.maxVqp };
+    const made = record(OWNED_VDPA_KEY + name, { kind: 'delete-vdpa', name });
     if (existing) {
       if (existing.mgmtDev !== mgmtDev) {
         this.problems.push(`${at}: vDPA device ${name} exists on ${existing.mgmtDev}, not on ${mgmtDev}`);
+        return;
+      }
+      const drift = this.drift(spec);
+      if (drift && !this.facts.owned.has(name)) {
+        this.problems.push(`${at}: vDPA device ${name} has ${drift}; provision did not make it, so it does not remake it: delete it and the next run makes it as the policy says`);
+        return;
+      }
+      if (drift && !this.facts.refused.has(name)) {
+        this.notes.push(`${at}: vDPA device ${name} has ${drift}; it was made before provision recorded what its management device refuses, so it is left as it is (delete it and the next run makes it again)`);
+      } else if (drift) {
+        if (parent && this.refuseIfAllocated(at, [parent], `recreating ${name} (it has ${drift})`)) return;
+        this.vdpa.push(step(at, { kind: 'recreate-vdpa', spec, driver: type, drift }, made));
         return;
       }
       if (existing.driver === type) return;
@@ -82,8 +121,7 @@ class Planner {
       this.vdpa.push(step(at, { kind: 'bind-vdpa', name, driver: type }, null));
       return;
     }
-    const spec = { name, mgmtDev, mac: attrs.macBase === null ? null : macAt(attrs.macBase, offset), mtu: attrs.mtu, maxVqp: attrs.maxVqp };
-    this.vdpa.push(step(at, { kind: 'create-vdpa', spec, driver: type }, record(OWNED_VDPA_KEY + name, { kind: 'delete-vdpa', name })));
+    this.vdpa.push(step(at, { kind: 'create-vdpa', spec, driver: type }, made));
   }
 
   /** vDPA devices on a PCI function that are not the one we want there: ours go, others stop the plan. */
@@ -113,10 +151,11 @@ class Planner {
     const numVfsChange = p.numVfs !== null && p.numVfs !== numVfsNow;
     const eswitchChange = p.eSwitchMode !== null && p.eSwitchMode !== d.eswitch;
     const target = p.numVfs ?? numVfsNow;
-    p.vdpa.forEach((g, i) => {
+    for (const g of p.vdpa) {
       const missing = g.vfs.filter((vf) => vf >= target);
-      if (missing.length) this.problems.push(`${p.at}.vdpa[${i}].vfs: ${d.handle} has ${target} VFs; VF ${missing.join(', ')} does not exist (set ${p.at}.numVfs)`);
-    });
+      if (missing.length) this.problems.push(`${g.at}.vfs: ${d.handle} has ${target} VFs; VF ${missing.join(', ')} does not exist (set ${p.at}.numVfs)`);
+    }
+    const steering = this.steering(p, d);
     if (this.problems.length > before) return;
 
     if (numVfsChange || eswitchChange) {
@@ -124,6 +163,7 @@ class Planner {
       if (this.refuseIfAllocated(p.at, [...(d.pci ? [d.pci] : []), ...d.vfs.values()], change)) return;
       for (const vf of d.vfs.values()) if (this.foreignVdpa(p.at, vf, null)) return;
     }
+    if (steering) this.devices.push(steering);
     if (numVfsChange) {
       this.devices.push(step(p.at, { kind: 'set-numvfs', device: d.handle, to: p.numVfs! }, record(`numvfs:${d.handle}`, { kind: 'set-numvfs', device: d.handle, to: numVfsNow })));
     }
@@ -132,7 +172,29 @@ class Planner {
     }
     this.hwTc(p, d, eswitchChange);
     if (!numVfsChange) this.rebindStrayVfs(p, d);
-    if (vendor) p.vdpa.forEach((g, i) => this.vfGroup(`${p.at}.vdpa[${i}]`, g, d, vendor, numVfsChange));
+    if (vendor) for (const g of p.vdpa) this.vfGroup(g, d, vendor, numVfsChange);
+  }
+
+  /**
+   * flow_steering_mode: as the policy says, else smfs for switchdev where the device has the
+   * parameter (mlx5: faster rule insertion for offloaded flows). mlx5 takes it in legacy mode
+   * only, so the step goes before the VFs and the switch to switchdev.
+   */
+  private steering(p: PfPolicy, d: DeviceFacts): PlanStep | null {
+    const want = p.flowSteeringMode ?? (p.eSwitchMode === 'switchdev' && d.steering !== null ? 'smfs' : null);
+    if (want === null || want === d.steering) return null;
+    if (d.steering === null) {
+      this.problems.push(`${p.at}.flowSteeringMode: devlink shows no ${FLOW_STEERING_PARAM} parameter on ${d.handle}`);
+      return null;
+    }
+    if (d.eswitch === 'switchdev') {
+      const why = `${d.handle} has ${FLOW_STEERING_PARAM} ${d.steering}, which changes in legacy mode only`;
+      if (p.flowSteeringMode !== null) this.problems.push(`${p.at}.flowSteeringMode: ${why}; switch the eswitch to legacy first`);
+      else this.notes.push(`${p.at}: ${why}; left as it is`);
+      return null;
+    }
+    const action: Action = { kind: 'set-devlink-param', device: d.handle, name: FLOW_STEERING_PARAM, value: want };
+    return step(p.at, action, record(`steering:${d.handle}`, { ...action, value: d.steering }));
   }
 
   /** The PF-level refusals; returns the vDPA vendor when the entry asks for vDPA devices. */
@@ -159,7 +221,9 @@ class Planner {
   }
 
   private hwTc(p: PfPolicy, d: DeviceFacts, eswitchChange: boolean): void {
-    if (p.hwTcOffload === null) return;
+    // On by default in switchdev: representors need it to offload VF traffic.
+    const want = p.hwTcOffload ?? (p.eSwitchMode === 'switchdev' ? true : null);
+    if (want === null) return;
     if (d.uplink === null) {
       if (eswitchChange) this.notes.push(`${p.at}: the uplink of ${d.handle} appears in switchdev mode; the next round sets its hw-tc-offload`);
       else this.problems.push(`${p.at}.hwTcOffload: ${d.handle} has no uplink netdev`);
@@ -170,9 +234,9 @@ class Planner {
       this.problems.push(`${p.at}.hwTcOffload: ethtool shows no hw-tc-offload feature on ${d.uplink}`);
       return;
     }
-    if (now === p.hwTcOffload) return;
+    if (now === want) return;
     const netdev = d.uplink;
-    this.devices.push(step(p.at, { kind: 'set-hw-tc-offload', netdev, on: p.hwTcOffload }, record(`hwtc:${netdev}`, { kind: 'set-hw-tc-offload', netdev, on: now })));
+    this.devices.push(step(p.at, { kind: 'set-hw-tc-offload', netdev, on: want }, record(`hwtc:${netdev}`, { kind: 'set-hw-tc-offload', netdev, on: now })));
   }
 
   /** A VF left without a driver (a run stopped between unbind and bind) gets its own driver back. */
@@ -185,7 +249,8 @@ class Planner {
     }
   }
 
-  private vfGroup(at: string, g: VfGroup, d: DeviceFacts, vendor: VdpaVendor, newVfs: boolean): void {
+  private vfGroup(g: VfGroup, d: DeviceFacts, vendor: VdpaVendor, newVfs: boolean): void {
+    const at = g.at;
     for (const m of vendor.modules) this.modules.add(m);
     const unknown: number[] = [];
     for (const index of g.vfs) {
@@ -265,9 +330,55 @@ class Planner {
     this.ovs.push(step('ovs', { kind: 'set-ovs', remote: o.remote, key: OVS_HW_OFFLOAD, value: want, restart: o.restartCommand }, record(`ovs:${o.remote}:${OVS_HW_OFFLOAD}`, undo)));
     if (!o.restartCommand) this.notes.push('ovs: ovs-vswitchd reads hw-offload when it starts: restart it (or set ovs.restartCommand)');
   }
+
+  /** The boot files as wanted (install), or a note when the recorded policy is not this one. */
+  boot(policy: Policy, req: BootRequest): PlanStep[] {
+    const paths = bootPaths(req.layout);
+    const files = this.facts.files;
+    if (!req.install) {
+      const recorded = files.get(paths.policy);
+      if (this.facts.recorded.has(FILE_KEY + paths.policy) && !(recorded?.kind === 'file' && recorded.text === bootPolicyText(policy))) {
+        this.notes.push(`the boot unit replays another policy (${paths.policy}): run with --install-boot to record this one`);
+      }
+      return [];
+    }
+    if (req.layout.self === null) {
+      this.problems.push('--install-boot: this is not the vdpa-device-plugin executable (a script run by node?), which the boot unit must run');
+      return [];
+    }
+    if (!policy.pfs.length && !policy.mgmtDevs.length) {
+      this.notes.push('--install-boot: the policy has no PF or management device to set up at boot (ovsdb-server keeps hw-offload itself)');
+      return [];
+    }
+    const steps: PlanStep[] = [];
+    const wanted = bootFiles(policy, this.facts, req.layout, req.layout.self);
+    for (const f of wanted) {
+      const now = files.get(f.path) ?? { kind: 'absent' };
+      if (inShape(f, now, files)) continue;
+      if (now.kind !== 'absent' && !this.facts.recorded.has(FILE_KEY + f.path)) {
+        this.problems.push(`--install-boot: ${f.path} exists and provision did not write it: move it away (teardown would not know what to put back)`);
+        continue;
+      }
+      const action: Action = 'text' in f ? { kind: 'write-file', path: f.path, text: f.text, mode: f.mode } : 'target' in f ? { kind: 'link-file', path: f.path, target: f.target } : { kind: 'copy-file', from: f.copyOf, to: f.path };
+      steps.push(step('boot', action, record(FILE_KEY + f.path, { kind: 'remove-file', path: f.path })));
+    }
+    // One we wrote and no longer want (no MACs left for the NetworkManager snippet).
+    for (const path of Object.values(paths)) {
+      if (this.facts.recorded.has(FILE_KEY + path) && !wanted.some((f) => f.path === path)) steps.push(step('boot', { kind: 'remove-file', path }, { forget: FILE_KEY + path }));
+    }
+    return steps;
+  }
 }
 
-export function planProvision(policy: Policy, facts: NodeFacts): Plan {
+/** Whether a file already holds what it should; a copy matches its source by size and mtime (to the second). */
+function inShape(f: BootFile, now: FileState, files: NodeFacts['files']): boolean {
+  if ('text' in f) return now.kind === 'file' && now.text === f.text && now.mode === f.mode;
+  if ('target' in f) return now.kind === 'link' && now.target === f.target;
+  const src = files.get(f.copyOf);
+  return now.kind === 'file' && src?.kind === 'file' && now.size === src.size && Math.trunc(now.mtimeMs / 1000) === Math.trunc(src.mtimeMs / 1000);
+}
+
+export function planProvision(policy: Policy, facts: NodeFacts, boot: BootRequest | null = null): Plan {
   const p = new Planner(facts);
   const seen = new Map<string, string>();
   for (const pf of policy.pfs) {
@@ -290,10 +401,11 @@ export function planProvision(policy: Policy, facts: NodeFacts): Plan {
     if (p.wanted.has(name) || !dev) continue;
     if (!p.refuseIfAllocated('policy', dev.pciAddress ? [dev.pciAddress] : [], `deleting ${name}`)) p.deleteOwned('policy', name);
   }
+  const files = boot ? p.boot(policy, boot) : [];
   if (p.problems.length) throw new PlanError(p.problems);
   const missing = [...p.modules].filter((m) => !facts.modules.has(moduleName(m))).sort();
   const load = missing.length ? [step('', { kind: 'load-modules', modules: missing }, null)] : [];
-  return { steps: [...load, ...p.deletes, ...p.devices, ...p.functions, ...p.vdpa, ...p.ovs], notes: p.notes, settled: [] };
+  return { steps: [...load, ...files, ...p.deletes, ...p.devices, ...p.functions, ...p.vdpa, ...p.ovs], notes: p.notes, settled: [] };
 }
 
 /** Whether an undo action's effect is already there (or its object is gone). */
@@ -322,6 +434,12 @@ function inPlace(a: Action, f: NodeFacts): boolean {
       const st = f.ovs.get(a.remote);
       return st !== undefined && 'hwOffload' in st && st.hwOffload === a.value;
     }
+    case 'set-devlink-param': {
+      const d = f.devices.get(a.device);
+      return a.name !== FLOW_STEERING_PARAM || !d || d.steering === null || d.steering === a.value;
+    }
+    case 'remove-file':
+      return (f.files.get(a.path)?.kind ?? 'absent') === 'absent';
     default:
       return true;
   }

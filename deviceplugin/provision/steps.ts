@@ -10,13 +10,22 @@ export type Action =
   | { readonly kind: 'load-modules'; readonly modules: readonly string[] }
   | { readonly kind: 'set-numvfs'; readonly device: string; readonly to: number }
   | { readonly kind: 'set-eswitch'; readonly device: string; readonly mode: EswitchMode }
+  /** A devlink driver parameter in cmode runtime (mlx5's flow_steering_mode). */
+  | { readonly kind: 'set-devlink-param'; readonly device: string; readonly name: string; readonly value: string }
   /** driver null: clear driver_override and let the kernel pick the function's own driver. */
   | { readonly kind: 'bind-pci'; readonly pci: string; readonly driver: string | null }
   | { readonly kind: 'set-hw-tc-offload'; readonly netdev: string; readonly on: boolean }
   | { readonly kind: 'create-vdpa'; readonly spec: VdpaSpec; readonly driver: VdpaDriver }
+  /** Delete and create again: a device's attributes are fixed at creation. `drift` says what differs. */
+  | { readonly kind: 'recreate-vdpa'; readonly spec: VdpaSpec; readonly driver: VdpaDriver; readonly drift: string }
   | { readonly kind: 'bind-vdpa'; readonly name: string; readonly driver: VdpaDriver }
   | { readonly kind: 'delete-vdpa'; readonly name: string }
-  | { readonly kind: 'set-ovs'; readonly remote: string; readonly key: string; readonly value: string | null; readonly restart: readonly string[] | null };
+  | { readonly kind: 'set-ovs'; readonly remote: string; readonly key: string; readonly value: string | null; readonly restart: readonly string[] | null }
+  /** Boot files: a unit, rules, the recorded policy, a copy of this executable, a wants link. */
+  | { readonly kind: 'write-file'; readonly path: string; readonly text: string; readonly mode: number }
+  | { readonly kind: 'copy-file'; readonly from: string; readonly to: string }
+  | { readonly kind: 'link-file'; readonly path: string; readonly target: string }
+  | { readonly kind: 'remove-file'; readonly path: string };
 
 /**
  * What the state file learns from a step: `record` remembers how to undo it (the first record
@@ -45,10 +54,14 @@ export function describeAction(a: Action): string {
       return a.driver === null ? `give PCI function ${a.pci} back to its own driver` : `bind PCI function ${a.pci} to ${a.driver}`;
     case 'set-hw-tc-offload':
       return `turn hw-tc-offload ${a.on ? 'on' : 'off'} on ${a.netdev}`;
-    case 'create-vdpa': {
+    case 'set-devlink-param':
+      return `set devlink parameter ${a.name} of ${a.device} to ${a.value}`;
+    case 'create-vdpa':
+    case 'recreate-vdpa': {
       const s = a.spec;
       const attrs = [s.mac && `mac ${s.mac}`, s.mtu && `mtu ${s.mtu}`, s.maxVqp && `max_vqp ${s.maxVqp}`].filter(Boolean).join(', ');
-      return `create vDPA device ${s.name} on ${s.mgmtDev}${attrs ? ` (${attrs})` : ''}, bound to ${a.driver}_vdpa`;
+      const what = `vDPA device ${s.name} on ${s.mgmtDev}${attrs ? ` (${attrs})` : ''}, bound to ${a.driver}_vdpa`;
+      return a.kind === 'create-vdpa' ? `create ${what}` : `recreate ${what}: it has ${a.drift}`;
     }
     case 'bind-vdpa':
       return `bind vDPA device ${a.name} to ${a.driver}_vdpa`;
@@ -56,6 +69,14 @@ export function describeAction(a: Action): string {
       return `delete vDPA device ${a.name}`;
     case 'set-ovs':
       return `${a.value === null ? `remove OVS other_config:${a.key}` : `set OVS other_config:${a.key}=${a.value}`}${a.restart ? ` and run ${a.restart.join(' ')}` : ''}`;
+    case 'write-file':
+      return `write ${a.path}`;
+    case 'copy-file':
+      return `copy ${a.from} to ${a.to}`;
+    case 'link-file':
+      return `link ${a.path} to ${a.target}`;
+    case 'remove-file':
+      return `remove ${a.path}`;
   }
 }
 
@@ -119,12 +140,18 @@ export function parseAction(v: unknown, at: string, fail: (at: string, msg: stri
     'load-modules',
     'set-numvfs',
     'set-eswitch',
+    'set-devlink-param',
     'bind-pci',
     'set-hw-tc-offload',
     'create-vdpa',
+    'recreate-vdpa',
     'bind-vdpa',
     'delete-vdpa',
     'set-ovs',
+    'write-file',
+    'copy-file',
+    'link-file',
+    'remove-file',
   ] as const);
   switch (kind) {
     case 'load-modules':
@@ -137,13 +164,14 @@ export function parseAction(v: unknown, at: string, fail: (at: string, msg: stri
       return { kind, pci: r.str('pci'), driver: r.strOrNull('driver') };
     case 'set-hw-tc-offload':
       return { kind, netdev: r.str('netdev'), on: r.bool('on') };
-    case 'create-vdpa': {
+    case 'set-devlink-param':
+      return { kind, device: r.str('device'), name: r.str('name'), value: r.str('value') };
+    case 'create-vdpa':
+    case 'recreate-vdpa': {
       const s = r.obj('spec');
-      return {
-        kind,
-        spec: { name: s.str('name'), mgmtDev: s.str('mgmtDev'), mac: s.strOrNull('mac'), mtu: s.numOrNull('mtu'), maxVqp: s.numOrNull('maxVqp') },
-        driver: r.oneOf('driver', DRIVERS),
-      };
+      const spec = { name: s.str('name'), mgmtDev: s.str('mgmtDev'), mac: s.strOrNull('mac'), mtu: s.numOrNull('mtu'), maxVqp: s.numOrNull('maxVqp') };
+      const driver = r.oneOf('driver', DRIVERS);
+      return kind === 'create-vdpa' ? { kind, spec, driver } : { kind, spec, driver, drift: r.str('drift') };
     }
     case 'bind-vdpa':
       return { kind, name: r.str('name'), driver: r.oneOf('driver', DRIVERS) };
@@ -151,5 +179,13 @@ export function parseAction(v: unknown, at: string, fail: (at: string, msg: stri
       return { kind, name: r.str('name') };
     case 'set-ovs':
       return { kind, remote: r.str('remote'), key: r.str('key'), value: r.strOrNull('value'), restart: r.stringsOrNull('restart') };
+    case 'write-file':
+      return { kind, path: r.str('path'), text: r.str('text'), mode: r.num('mode') };
+    case 'copy-file':
+      return { kind, from: r.str('from'), to: r.str('to') };
+    case 'link-file':
+      return { kind, path: r.str('path'), target: r.str('target') };
+    case 'remove-file':
+      return { kind, path: r.str('path') };
   }
 }

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parsePolicy } from '../../deviceplugin/provision/policy.js';
+import { parsePolicyFile } from '../../deviceplugin/provision/policy.js';
 import { DP_BIN, ROOT } from '../support/paths.js';
 import { buildFixture } from '../support/fixture.js';
 
@@ -29,8 +29,13 @@ test('--help describes each subcommand and its flags', () => {
     assert.match(r.stdout, '--dry-run');
     assert.match(r.stdout, '--state FILE');
   }
-  assert.match(run('provision', '--help').stdout, '--policy FILE');
-  assert.not.match(run('teardown', '--help').stdout, '--policy');
+  const help = run('provision', '--help').stdout;
+  for (const flag of ['--policy FILE', '--node NAME', '--node-labels FILE', '--install-boot']) assert.match(help, flag);
+  // The merge rule, as README states it.
+  assert.match(help, 'each setting comes from\n  the highest priority that sets it');
+  assert.match(help, 'two policies of the same priority that disagree are a conflict, refused');
+  const teardown = run('teardown', '--help').stdout;
+  for (const flag of ['--policy', '--node', '--install-boot']) assert.not.match(teardown, flag);
 });
 
 test('bad flags exit 2 with the reason', () => {
@@ -53,9 +58,12 @@ test('a bad policy exits 1 naming the field; a missing one names the file; nothi
   assert.not.ok(existsSync(state));
 });
 
-test('the example policy parses', () => {
-  const policy = parsePolicy(JSON.parse(readFileSync(join(ROOT, 'hack', 'provision', 'policy.example.json'), 'utf8')));
-  assert.equal(policy.pfs.map((p) => p.vdpa.map((g) => `${g.vdpaType}:${g.vfs.join(',')}`)), [['virtio:0,1,2,3,4,5', 'vhost:6,7'], ['virtio:0,1,2,3']]);
+test('the example policy parses (test/provision/nodes.test.ts plans it for two nodes)', () => {
+  const file = parsePolicyFile(JSON.parse(readFileSync(join(ROOT, 'hack', 'provision', 'policy.example.json'), 'utf8')));
+  assert.equal(
+    file.policies.map((p) => `${p.name} ${p.priority}: ${p.pfs.map((pf) => pf.vdpa.map((g) => `${g.vdpaType}:${g.vfs.join(',')}`).join(' ')).join('; ')}`),
+    ['connectx 99: ', 'cx6dx-nodes 20: virtio:0,1 vhost:2,3', 'node-b 10: vhost:0,1,2'],
+  );
 });
 
 test('--dry-run on a fixture node prints the plan and changes nothing', () => {

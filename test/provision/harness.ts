@@ -4,11 +4,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { dpDeviceInfoPath } from '../../host/deviceinfo.js';
 import { createLogger } from '../../host/log.js';
-import { execute, type Session } from '../../deviceplugin/provision/cli.js';
+import { execute, type ProvisionRequest, type Session } from '../../deviceplugin/provision/cli.js';
 import { gatherFacts, type NodeFacts } from '../../deviceplugin/provision/facts.js';
 import { ProvisionJournal } from '../../deviceplugin/provision/journal.js';
-import { planProvision, type Plan } from '../../deviceplugin/provision/plan.js';
-import { parsePolicy, type Policy } from '../../deviceplugin/provision/policy.js';
+import { PlanError, planProvision, type Plan } from '../../deviceplugin/provision/plan.js';
+import { parsePolicy, singlePolicyFile, type Policy, type PolicyFile } from '../../deviceplugin/provision/policy.js';
+import type { NodeIdentity } from '../../deviceplugin/provision/select.js';
+import { etcPathsFromEnv, type EtcPaths } from '../../host/paths.js';
 import type { FakeKernel } from './kernel.js';
 
 /** Tool runs that only read. */
@@ -22,9 +24,15 @@ export class Bench {
   readonly stateFile = join(this.dir, 'state', 'provision.json');
   readonly devinfoDir = join(this.dir, 'devinfo');
   readonly logFile = join(this.dir, 'log.jsonl');
+  /** The boot unit and rules go under <dir>/etc. */
+  readonly etc: EtcPaths = etcPathsFromEnv({ VDPA_ETC_DIR: join(this.dir, 'etc') });
   private readonly log = createLogger({ stderr: false, file: this.logFile, level: 'debug' });
 
-  constructor(readonly k: FakeKernel) {}
+  /** `self`: the executable the boot unit runs a copy of (the single executable, in the CLI). */
+  constructor(
+    readonly k: FakeKernel,
+    readonly self: string | null = null,
+  ) {}
 
   session(): Session {
     return {
@@ -32,6 +40,8 @@ export class Bench {
       gather: { devRoot: this.k.fx.devRoot, devinfoDir: this.devinfoDir, builtinList: join(this.dir, 'no-modules.builtin') },
       journal: ProvisionJournal.open(this.stateFile),
       log: this.log,
+      etc: this.etc,
+      self: this.self,
     };
   }
 
@@ -44,11 +54,21 @@ export class Bench {
     return planProvision(policy, await this.facts(policy));
   }
 
-  /** Runs provision (or teardown) as the CLI does; returns the changes it made and its dry-run text. */
-  async run(cmd: 'provision' | 'teardown', policy: Policy | null, dryRun = false): Promise<{ changes: string[]; out: string }> {
+  /**
+   * Runs provision (a policy or a whole file; `node` says which node this is) or teardown (null)
+   * as the CLI does; returns the changes it made and its dry-run text.
+   */
+  async run(
+    cmd: 'provision' | 'teardown',
+    policy: Policy | PolicyFile | null,
+    dryRun = false,
+    opts: { node?: NodeIdentity; installBoot?: boolean } = {},
+  ): Promise<{ changes: string[]; out: string }> {
     this.k.take();
     let out = '';
-    await execute(cmd, this.session(), policy, dryRun, (t) => (out += t));
+    const file = policy && ('policies' in policy ? policy : singlePolicyFile(policy));
+    const req: ProvisionRequest | null = cmd === 'provision' ? { file: file!, node: opts.node ?? { name: null, labels: null }, installBoot: opts.installBoot ?? false } : null;
+    await execute(this.session(), req, dryRun, (t) => (out += t));
     return { changes: changes(this.k.take()), out };
   }
 
@@ -72,6 +92,17 @@ export class Bench {
     this.k.cleanup();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The problems of a plan that must be refused. */
+export async function refused(b: Bench, policy: Policy): Promise<string[]> {
+  try {
+    await b.plan(policy);
+  } catch (err) {
+    if (err instanceof PlanError) return [...err.problems];
+    throw err;
+  }
+  throw new Error('the plan was not refused');
 }
 
 /** The policy of most tests: 4 VFs in switchdev, two virtio and two vhost vDPA devices. */

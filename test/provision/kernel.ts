@@ -4,7 +4,9 @@
  * ethtool, modprobe) answer from it. Every write and tool run is RECORDED in order, so tests check
  * exactly what provisioning did, and the tree reacts as the kernel does where the fixture can:
  * sriov_numvfs creates VFs, PCI/vDPA bind and unbind move driver links, vdpa dev add/del create and
- * remove devices. Failures can be injected to test partial runs.
+ * remove devices (and `vdpa dev config show` reports what they were made with), devlink keeps the
+ * eswitch mode and mlx5's flow_steering_mode (refusing smfs in switchdev mode, as mlx5 does).
+ * Failures can be injected to test partial runs.
  */
 import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -19,6 +21,15 @@ export interface FakeKernelOptions {
   readonly hwTc?: Readonly<Record<string, boolean>>;
   /** Modules present at the start. */
   readonly modules?: readonly string[];
+  /** PFs (devlink handle) with mlx5's flow_steering_mode parameter, and its value at the start. */
+  readonly steering?: Readonly<Record<string, string>>;
+}
+
+/** A device's net config as `vdpa dev config show` reports it. */
+export interface FakeVdpaConfig {
+  mac: string;
+  mtu: number;
+  max_vq_pairs: number;
 }
 
 const ok = (stdout = ''): ProcResult => ({ code: 0, signal: null, stdout, stderr: '' });
@@ -32,6 +43,9 @@ export class FakeKernel implements Machine {
   readonly eswitch = new Map<string, 'legacy' | 'switchdev'>();
   readonly hwTc = new Map<string, boolean>();
   readonly modules: Set<string>;
+  readonly steering = new Map<string, string>();
+  /** Devices made through `vdpa dev add` (the fixture's own report nothing); tests change them to make drift. */
+  readonly vdpaConfig = new Map<string, FakeVdpaConfig>();
   private readonly refuse: Set<string>;
   private readonly defaultDriver = new Map<string, string>();
   /** Makes the matching op fail (once); tests of partial runs. */
@@ -43,6 +57,7 @@ export class FakeKernel implements Machine {
     this.refuse = new Set(opts.refuse ?? []);
     this.modules = new Set(opts.modules ?? []);
     for (const [k, v] of Object.entries(opts.hwTc ?? {})) this.hwTc.set(k, v);
+    for (const [k, v] of Object.entries(opts.steering ?? {})) this.steering.set(k, v);
     for (const m of this.modules) this.load(m);
     const pfs = this.fx.pfs;
     let firstVfRid = 0x6500 + Math.max(2, pfs.length);
@@ -53,7 +68,7 @@ export class FakeKernel implements Machine {
       const total = Number(readFileSync(join(dir, 'sriov_totalvfs'), 'utf8'));
       writeFileSync(join(dir, 'sriov_offset'), `${firstVfRid - (0x6500 + p)}\n`);
       writeFileSync(join(dir, 'sriov_stride'), '1\n');
-      writeFileSync(join(dir, 'sriov_vf_device'), '101e\n');
+      writeFileSync(join(dir, 'sriov_vf_device'), `${(spec.pfs[p]!.vfDevice ?? 0x101e).toString(16).padStart(4, '0')}\n`);
       firstVfRid += total;
     });
     for (const vf of this.fx.vfs) this.defaultDriver.set(vf.pci, 'mlx5_core');
@@ -151,14 +166,7 @@ export class FakeKernel implements Machine {
     const failure = this.injected(op);
     if (failure) return err(failure);
     const cmd = args.join(' ');
-    if (tool === 'devlink') {
-      const handle = args[args.length - 1]!;
-      const mode = this.eswitch.get(args[0] === '-j' ? handle : args[3]!);
-      if (mode === undefined) return err('kernel answers: Operation not supported');
-      if (args[0] === '-j') return ok(JSON.stringify({ dev: { [handle]: { mode, 'inline-mode': 'none', 'encap-mode': 'basic' } } }));
-      this.eswitch.set(args[3]!, args[5] as 'legacy' | 'switchdev');
-      return ok();
-    }
+    if (tool === 'devlink') return this.devlink(args[0] === '-j' ? args.slice(1) : args);
     if (tool === 'ethtool') {
       if (args[0] === '-k') return ok(`Features for ${args[1]}:\nrx-checksumming: on\nhw-tc-offload: ${this.hwTc.get(args[1]!) ? 'on' : 'off'}\n`);
       this.hwTc.set(args[1]!, args[3] === 'on');
@@ -171,19 +179,42 @@ export class FakeKernel implements Machine {
       return ok();
     }
     if (tool === 'vdpa' && cmd === '-j mgmtdev show') return ok(JSON.stringify({ mgmtdev: Object.fromEntries(this.mgmtDevs().map((d) => [d, { supported_classes: ['net'] }])) }));
+    if (tool === 'vdpa' && cmd === '-j dev config show') return ok(JSON.stringify({ config: Object.fromEntries([...this.vdpaConfig].map(([n, c]) => [n, { ...c, link: 'up' }])) }));
     if (tool === 'vdpa' && args[0] === 'dev' && args[1] === 'add') {
       const opt = (k: string) => (args.includes(k) ? args[args.indexOf(k) + 1]! : null);
       const mgmt = opt('mgmtdev')!;
       if (!this.mgmtDevs().includes(mgmt)) return err(`kernel answers: No such device`);
       if ([...this.refuse].some((a) => args.includes(a))) return err('Some provided attributes are not supported\nkernel answers: Operation not supported');
-      this.fx.addVdpa(mgmt.slice(4), 'virtio', opt('name')!);
+      const name = opt('name')!;
+      this.fx.addVdpa(mgmt.slice(4), 'virtio', name);
+      // What a device gets without the attribute: a zero MAC, the Ethernet MTU, one queue pair.
+      this.vdpaConfig.set(name, { mac: opt('mac') ?? '00:00:00:00:00:00', mtu: Number(opt('mtu') ?? 1500), max_vq_pairs: Number(opt('max_vqp') ?? 1) });
       return ok();
     }
     if (tool === 'vdpa' && args[0] === 'dev' && args[1] === 'del') {
       this.fx.removeVdpa(args[2]!);
+      this.vdpaConfig.delete(args[2]!);
       return ok();
     }
     return err(`fake kernel: no answer for ${op}`);
+  }
+
+  /** `devlink dev eswitch show|set <handle> [mode M]`, `devlink dev param show|set <handle> name N [value V cmode runtime]`. */
+  private devlink(a: readonly string[]): ProcResult {
+    const [, what, verb, handle] = a;
+    if (what === 'eswitch') {
+      const mode = this.eswitch.get(handle!);
+      if (mode === undefined) return err('kernel answers: Operation not supported');
+      if (verb === 'show') return ok(JSON.stringify({ dev: { [handle!]: { mode, 'inline-mode': 'none', 'encap-mode': 'basic' } } }));
+      this.eswitch.set(handle!, a[5] as 'legacy' | 'switchdev');
+      return ok();
+    }
+    const value = this.steering.get(handle!);
+    if (what !== 'param' || a[5] !== 'flow_steering_mode' || value === undefined) return err('kernel answers: Invalid argument');
+    if (verb === 'show') return ok(JSON.stringify({ param: { [handle!]: [{ name: a[5], type: 'driver-specific', values: [{ cmode: 'runtime', value }] }] } }));
+    if (a[7] === 'smfs' && this.eswitch.get(handle!) === 'switchdev') return err('Error: mlx5_core: Software managed steering is not supported when eswitch offloads enabled.\nkernel answers: Operation not supported');
+    this.steering.set(handle!, a[7]!);
+    return ok();
   }
 
   /** A module is a /sys/module directory, and the drivers it registers. */

@@ -4,9 +4,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PlanError } from '../../deviceplugin/provision/plan.js';
 import { parsePolicy } from '../../deviceplugin/provision/policy.js';
-import { Bench, changes, FOUR_VFS, VFS } from './harness.js';
+import { Bench, changes, FOUR_VFS, refused, VFS } from './harness.js';
 import { FakeKernel } from './kernel.js';
 
 const ALL_MODULES = ['vdpa', 'virtio_vdpa', 'vhost_vdpa', 'virtio_net', 'mlx5_vdpa', 'vp_vdpa'];
@@ -18,17 +17,6 @@ function bench(...args: ConstructorParameters<typeof FakeKernel>): Bench {
 /** A PF whose VF i carries our device `vdpa:<VF>` of the given type (or nothing). */
 function provisioned(types: readonly ('virtio' | 'vhost' | 'unbound' | 'none')[]) {
   return { pfs: [{ vfs: types.map((t, i) => (t === 'none' ? { vdpa: t } : { vdpa: t, vdpaName: `vdpa:${VFS[i]}` })) }] };
-}
-
-async function refused(b: Bench, policy: ReturnType<typeof parsePolicy>): Promise<string[]> {
-  try {
-    await b.plan(policy);
-  } catch (err) {
-    if (err instanceof PlanError) return [...err.problems];
-    throw err;
-  }
-  assert.unreachable('the plan was not refused');
-  return [];
 }
 
 test('fresh PF in legacy mode: modules, VFs, switchdev, TC offload, then one vDPA device per VF with its undo', async () => {
@@ -190,7 +178,7 @@ test('refused at parse time: vdpaType without switchdev, and other bad fields na
     [{ pfs: [{ pciAddress: '0000:65:00.0', eSwitchMode: 'switchdev', vdpa: [{ vfs: '0', vdpaType: 'vdpa' }] }] }, 'pfs[0].vdpa[0].vdpaType: must be "virtio" or "vhost"'],
     [{ pfs: [{ pciAddress: '0000:65:00.0', eSwitchMode: 'switchdev', vdpa: [{ vfs: '0-1', vdpaType: 'virtio' }, { vfs: '1', vdpaType: 'vhost' }] }] }, 'pfs[0].vdpa[1].vfs: VF 1 is also in pfs[0].vdpa[0]'],
     [{ pfs: [{ pciAddress: '65:00.0' }] }, 'pfs[0].pciAddress: must be a PCI address'],
-    [{ pfs: [{ pciAddress: '0000:65:00.0', name: 'eth0' }] }, 'pfs[0]: needs exactly one of pciAddress, name or devlink (got pciAddress and name)'],
+    [{ pfs: [{ pciAddress: '0000:65:00.0', name: 'eth0' }] }, 'pfs[0]: needs exactly one of pciAddress, name, devlink or vendor (got pciAddress and name)'],
     [{ pfs: [{ name: 'eth0', numVfs: -1 }] }, 'pfs[0].numVfs: must be a whole number from 0 to 1024, got -1'],
     [{ pfs: [{ name: 'eth0', numvfs: 2 }] }, 'pfs[0].numvfs: unknown key'],
     [{ pfs: [{ name: 'eth0', hwTcOffload: true }] }, 'pfs[0].hwTcOffload: needs eSwitchMode "switchdev"'],

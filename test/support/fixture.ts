@@ -6,7 +6,7 @@
  *
  * Layout (under <root>/sys unless noted; PF 0000:65:00.0, VFs from 0000:65:00.2):
  *   devices/pci0000:64/0000:64:00.0/                 root port (class 0x060400), parent of the PFs
- *     <PF>/  vendor 0x15b3, device 0x101d, class 0x020000, uevent (DRIVER, PCI_CLASS, PCI_ID, …),
+ *     <PF>/  vendor 0x15b3, device 0x101d (or as given), class 0x020000, uevent (DRIVER, PCI_CLASS, PCI_ID, …),
  *            numa_node, sriov_totalvfs, sriov_numvfs,
  *            driver → bus/pci/drivers/mlx5_core, subsystem → bus/pci, virtfnN → ../<VF>,
  *            net/<uplink>/ (phys_port_name pN) and, in switchdev mode, net/<representor>/ per VF
@@ -68,6 +68,9 @@ export interface FixturePfSpec {
   readonly vdpa?: FixtureVdpaType;
   /** Uplink netdev name; default `enp101s0f<P>np<P>`. */
   readonly uplink?: string;
+  /** PCI device IDs of the PF and its VFs; default 0x101d and 0x101e (ConnectX-6 Dx; ConnectX-7 is 0x1021). */
+  readonly device?: number;
+  readonly vfDevice?: number;
 }
 
 export interface FixtureSpec {
@@ -417,7 +420,7 @@ class FixtureTree implements Fixture {
     if (index >= pf.totalVfs) throw new Error(`fixture: PF ${pf.pci} has sriov_totalvfs ${pf.totalVfs}`);
     const pci = pciAddress(pf.firstVfRid + index);
     const dir = join(dirname(pf.dir), pci);
-    this.pciDevice(dir, { vendor: 0x15b3, device: 0x101e, cls: 0x020000, numa: pf.numa, driver: 'mlx5_core' });
+    this.pciDevice(dir, { vendor: 0x15b3, device: pf.spec.vfDevice ?? 0x101e, cls: 0x020000, numa: pf.numa, driver: 'mlx5_core' });
     this.link(join(dir, 'physfn'), pf.dir);
     this.link(join(pf.dir, `virtfn${index}`), dir);
     const vendorNetdev = spec.vendorNetdev === true ? `${pf.base}v${index}` : spec.vendorNetdev || null;
@@ -474,7 +477,7 @@ class FixtureTree implements Fixture {
       };
       nextRid += totalVfs;
       this.pfModels.push(pf);
-      this.pciDevice(pf.dir, { vendor: 0x15b3, device: 0x101d, cls: 0x020000, numa: pf.numa, driver: 'mlx5_core' });
+      this.pciDevice(pf.dir, { vendor: 0x15b3, device: pfSpec.device ?? 0x101d, cls: 0x020000, numa: pf.numa, driver: 'mlx5_core' });
       this.attr(pf.dir, 'sriov_totalvfs', totalVfs);
       this.attr(pf.dir, 'sriov_numvfs', 0);
       // Legacy mode: the kernel has a port name for the uplink but no switch id.
