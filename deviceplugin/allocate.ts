@@ -4,8 +4,9 @@
  */
 import { basename } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import type { AllocateRequest, AllocateResponse, ContainerAllocateResponse, DeviceSpec } from '../proto/gen/deviceplugin_v1beta1.js';
+import type { AllocateRequest, AllocateResponse, CDIDevice, ContainerAllocateResponse, DeviceSpec } from '../proto/gen/deviceplugin_v1beta1.js';
 import type { VdpaEndpoint } from '../host/snapshot.js';
+import { cdiDeviceName, hasCdiDevice } from './cdi.js';
 import type { PoolConfig } from './config.js';
 import type { Pool } from './pools.js';
 
@@ -38,7 +39,7 @@ export function envNames(pool: PoolConfig): string[] {
 }
 
 /** Inside the container the char device keeps its /dev name, whatever --dev-root says on the host. */
-function containerDevPath(endpoint: VdpaEndpoint): string {
+export function containerDevPath(endpoint: VdpaEndpoint): string {
   return `/dev/${basename(endpoint.path)}`;
 }
 
@@ -69,29 +70,33 @@ function resolve(pool: Pool, ids: readonly string[]): Map<string, VdpaEndpoint> 
   return out;
 }
 
-function containerResponse(pool: PoolConfig, ids: readonly string[], endpoints: ReadonlyMap<string, VdpaEndpoint>): ContainerAllocateResponse {
+/** `cdi`: the char devices as CDI device names (the runtime injects them from the spec) instead of DeviceSpecs. */
+function containerResponse(pool: PoolConfig, ids: readonly string[], endpoints: ReadonlyMap<string, VdpaEndpoint>, cdi: boolean): ContainerAllocateResponse {
   const info: Record<string, unknown> = {};
   const devices: DeviceSpec[] = [];
+  const cdiDevices: CDIDevice[] = [];
   for (const id of ids) {
     const ep = endpoints.get(id)!;
     info[id] = deviceInfoEnv(pool, ep);
-    if (ep.driver === 'vhost') devices.push({ containerPath: containerDevPath(ep), hostPath: ep.path, permissions: 'rw' });
+    if (!hasCdiDevice(ep)) continue;
+    if (cdi) cdiDevices.push({ name: cdiDeviceName(id) });
+    else devices.push({ containerPath: containerDevPath(ep), hostPath: ep.path, permissions: 'rw' });
   }
   const envs: Record<string, string> = {};
   for (const key of envNames(pool)) {
     envs[key] = ids.join(',');
     envs[`${key}_INFO`] = JSON.stringify(info);
   }
-  return { envs, mounts: [], devices, annotations: {}, cdiDevices: [] };
+  return { envs, mounts: [], devices, annotations: {}, cdiDevices };
 }
 
 /**
  * Answers one Allocate call from a pool built on a current snapshot. The DeviceInfo files are on
  * disk before this returns; if one cannot be written, the ones written by this call are removed.
  */
-export function allocate(pool: Pool, request: AllocateRequest, store: DeviceInfoStore): AllocateResponse {
+export function allocate(pool: Pool, request: AllocateRequest, store: DeviceInfoStore, cdi: boolean): AllocateResponse {
   const endpoints = resolve(pool, request.containerRequests.flatMap((c) => c.devicesIds));
-  const containerResponses = request.containerRequests.map((c) => containerResponse(pool.config, c.devicesIds, endpoints));
+  const containerResponses = request.containerRequests.map((c) => containerResponse(pool.config, c.devicesIds, endpoints, cdi));
   const written: string[] = [];
   try {
     for (const [id, ep] of endpoints) {

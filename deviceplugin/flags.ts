@@ -31,6 +31,9 @@ export interface Flags {
   readonly metricsAddr: ListenAddress | null;
   readonly logLevel: LogLevel;
   readonly cniStateDir: string;
+  /** Allocate answers with CDI device names and a CDI spec is kept in cdiDir. */
+  readonly cdi: boolean;
+  readonly cdiDir: string;
 }
 
 export type Args = { readonly help: true } | { readonly help: false; readonly flags: Flags };
@@ -45,6 +48,8 @@ interface FlagSpec {
   readonly help: string;
   /** `flag` gives another flag's value, for defaults that follow it. */
   readonly defaultValue: (env: NodeJS.ProcessEnv, flag: (name: string) => string) => string;
+  /** `--name` alone means true; `--name=false` is the only way to give false. */
+  readonly boolean?: true;
 }
 
 const FLAGS: readonly FlagSpec[] = [
@@ -61,6 +66,8 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'metrics-addr', arg: 'HOST:PORT', help: 'Prometheus /metrics listen address; empty disables it', defaultValue: () => '127.0.0.1:9402' },
   { name: 'log-level', arg: 'LEVEL', help: `${LOG_LEVELS.join(' | ')}`, defaultValue: () => 'info' },
   { name: 'cni-state-dir', arg: 'DIR', help: "vdpa-cni's state directory, whose call outcomes /metrics exports (env VDPA_STATE_DIR)", defaultValue: (env) => pathsFromEnv(env).stateDir },
+  { name: 'cdi', arg: '', help: "Allocate names CDI devices (as the incumbent's --use-cdi) and a CDI spec is kept in --cdi-dir", defaultValue: () => 'false', boolean: true },
+  { name: 'cdi-dir', arg: 'DIR', help: 'where the CDI spec is written with --cdi', defaultValue: () => '/var/run/cdi' },
 ];
 
 const specOf = (name: string): FlagSpec => FLAGS.find((f) => f.name === name)!;
@@ -73,7 +80,7 @@ function resolver(given: ReadonlyMap<string, string>, env: NodeJS.ProcessEnv): (
 
 export function helpText(env: NodeJS.ProcessEnv = process.env): string {
   const get = resolver(new Map(), env);
-  const rows = FLAGS.map((f) => [`--${f.name} ${f.arg}`, `${f.help} (default "${get(f.name)}")`] as const);
+  const rows = FLAGS.map((f) => [`--${f.name}${f.arg ? ` ${f.arg}` : ''}`, `${f.help} (default "${get(f.name)}")`] as const);
   const width = Math.max(...rows.map(([l]) => l.length)) + 2;
   return [
     'vdpa-device-plugin — advertises vDPA-backed VFs to the kubelet as extended resources.',
@@ -111,6 +118,11 @@ function seconds(name: string, value: string): number {
   return Math.round(n * 1000);
 }
 
+function boolean(name: string, value: string): boolean {
+  if (value !== 'true' && value !== 'false') throw new FlagError(`--${name}: must be true or false, got "${value}"`);
+  return value === 'true';
+}
+
 function logLevel(value: string): LogLevel {
   if (!isLogLevel(value)) throw new FlagError(`--log-level: must be one of ${LOG_LEVELS.join(', ')}, got "${value}"`);
   return value;
@@ -134,7 +146,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (!m) throw new FlagError(`unexpected argument "${arg}"; see --help`);
     const spec = FLAGS.find((f) => f.name === m[1]);
     if (!spec) throw new FlagError(`unknown flag --${m[1]}; see --help`);
-    let value = m[2];
+    let value = m[2] ?? (spec.boolean ? 'true' : undefined);
     if (value === undefined) {
       value = argv[++i];
       if (value === undefined) throw new FlagError(`--${spec.name} needs a value (${spec.arg})`);
@@ -163,6 +175,8 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       metricsAddr: parseListenAddress(get('metrics-addr')),
       logLevel: logLevel(get('log-level')),
       cniStateDir: path('cni-state-dir'),
+      cdi: boolean('cdi', get('cdi')),
+      cdiDir: path('cdi-dir'),
     },
   };
 }

@@ -8,7 +8,8 @@ import { join, resolve } from 'node:path';
 import type { AllocateRequest, AllocateResponse } from '../proto/gen/deviceplugin_v1beta1.js';
 import { deviceInfoFromEndpoint, dpDeviceInfoPath, removeDeviceInfo, writeDeviceInfo } from '../host/deviceinfo.js';
 import type { Logger } from '../host/log.js';
-import { allocate, type DeviceInfoStore } from './allocate.js';
+import { allocate, containerDevPath, type DeviceInfoStore } from './allocate.js';
+import { cdiSpecFor, CdiSpecFile } from './cdi.js';
 import { ConfigError, parseConfigText, type Config, type PoolConfig } from './config.js';
 import type { Flags } from './flags.js';
 import type { Metrics } from './metrics.js';
@@ -57,6 +58,8 @@ export class Plugin {
   private readonly node: Rescanner;
   private readonly servers = new Map<string, PoolServer>();
   private readonly store: DeviceInfoStore;
+  /** With --cdi: the spec Allocate's CDI device names refer to. */
+  private readonly cdi: CdiSpecFile | null;
   private readonly socketWatch: WatchSet;
   private readonly configWatch: DirWatch;
   private readonly reloadSoon: Debounced;
@@ -69,6 +72,7 @@ export class Plugin {
     this.log = logger;
     this.registrationMode = flags.registration === 'auto' ? (isDirectory(flags.pluginsRegistryDir) ? 'watcher' : 'kubelet') : flags.registration;
     ({ text: this.configText, config: this.config } = loadConfig(flags.config, flags.resourcePrefix));
+    this.cdi = flags.cdi ? new CdiSpecFile(flags.cdiDir, logger) : null;
     this.store = {
       path: (resource, id) => dpDeviceInfoPath(flags.devinfoDir, resource, id),
       write: (path, ep) => writeDeviceInfo(path, deviceInfoFromEndpoint(ep)),
@@ -81,7 +85,9 @@ export class Plugin {
       logger,
       metrics: opts.metrics,
       config: () => this.config,
-      onPools: () => {
+      onPools: (pools) => {
+        // The spec first: a device the kubelet may allocate must be in it.
+        this.cdi?.sync(cdiSpecFor(pools, containerDevPath));
         for (const server of this.servers.values()) server.update();
       },
     });
@@ -169,7 +175,7 @@ export class Plugin {
   private allocate(config: PoolConfig, request: AllocateRequest): AllocateResponse {
     this.lastAllocateAt = performance.now();
     this.node.rescanIfDirty('allocate after a node change');
-    const response = allocate(this.node.pool(config), request, this.store);
+    const response = allocate(this.node.pool(config), request, this.store, this.cdi !== null);
     this.node.markAllocated(request.containerRequests.flatMap((c) => c.devicesIds));
     return response;
   }
@@ -259,5 +265,6 @@ export class Plugin {
     this.configWatch.close();
     await Promise.all([...this.servers.values()].map((s) => s.stop()));
     this.servers.clear();
+    this.cdi?.remove();
   }
 }

@@ -27,7 +27,7 @@ export interface RescannerOptions {
   /** The running config; pools are built from it. */
   readonly config: () => Config;
   /** Called after every pool rebuild, changed or not. */
-  readonly onPools: () => void;
+  readonly onPools: (pools: readonly Pool[]) => void;
 }
 
 export class Rescanner {
@@ -161,7 +161,7 @@ export class Rescanner {
       if (changes.length) this.log.info('pool changed', { resource: pool.config.resource, devices: pool.devices.size, changes });
     }
     this.opts.metrics.setPools(next);
-    this.opts.onPools();
+    this.opts.onPools(next);
   }
 
   /** Bus and class directories, /dev, and each uplink (its operstate) of the current snapshot. */

@@ -225,6 +225,8 @@ test('flags: defaults, both spellings, env defaults for host paths, errors', () 
     metricsAddr: { host: '127.0.0.1', port: 9402 },
     logLevel: 'info',
     cniStateDir: '/var/lib/cni/vdpa-k8s',
+    cdi: false,
+    cdiDir: '/var/run/cdi',
   });
   const given = parseFlags(
     ['--config=/c.json', '--resource-prefix', 'example.com', '--registration', 'watcher', '--metrics-addr=', '--log-level', 'debug'],
@@ -245,11 +247,11 @@ test('flags: defaults, both spellings, env defaults for host paths, errors', () 
   const any = parseFlags(['--metrics-addr', ':9500'], {});
   assert.equal(!any.help && any.flags.metricsAddr, { host: '', port: 9500 });
   assert.equal(parseFlags(['--log-level', 'info', '--help']), { help: true });
-  // The pod resources socket follows --kubelet-dir unless given.
-  const beside = parseFlags(['--kubelet-dir', '/k/device-plugins/'], {});
-  assert.equal(!beside.help && beside.flags.podResourcesSocket, '/k/pod-resources/kubelet.sock');
-  const own = parseFlags(['--kubelet-dir', '/k/dp', '--pod-resources-socket', '/pr.sock'], {});
-  assert.equal(!own.help && own.flags.podResourcesSocket, '/pr.sock');
+  // The pod resources socket follows --kubelet-dir unless given; --cdi alone means true.
+  const beside = parseFlags(['--kubelet-dir', '/k/device-plugins/', '--cdi', '--cdi-dir', '/run/cdi'], {});
+  assert.equal(!beside.help && [beside.flags.podResourcesSocket, beside.flags.cdi, beside.flags.cdiDir], ['/k/pod-resources/kubelet.sock', true, '/run/cdi']);
+  const own = parseFlags(['--kubelet-dir', '/k/dp', '--pod-resources-socket', '/pr.sock', '--cdi=false'], {});
+  assert.equal(!own.help && [own.flags.podResourcesSocket, own.flags.cdi], ['/pr.sock', false]);
 
   const refused = (argv: string[], re: RegExp) => assert.throws(() => parseFlags(argv, {}), (e: Error) => e instanceof FlagError && re.test(e.message));
   refused(['--registration', 'both'], /^--registration: must be auto, kubelet or watcher, got "both"$/);
@@ -259,13 +261,14 @@ test('flags: defaults, both spellings, env defaults for host paths, errors', () 
   refused(['--resource-prefix', 'Bad_Prefix'], /^--resource-prefix: "Bad_Prefix" is not a DNS subdomain/);
   refused(['--kubelet-dir'], /^--kubelet-dir needs a value/);
   refused(['--kubelet-dir='], /^--kubelet-dir: must not be empty$/);
+  refused(['--cdi=yes'], /^--cdi: must be true or false, got "yes"$/);
   refused(['--nope'], /^unknown flag --nope/);
   refused(['stray'], /^unexpected argument "stray"/);
 });
 
 test('--help lists every flag with its default', () => {
   const help = helpText({});
-  for (const flag of ['config', 'resource-prefix', 'kubelet-dir', 'pod-resources-socket', 'plugins-registry-dir', 'registration', 'devinfo-dir', 'sysfs-root', 'dev-root', 'metrics-addr', 'log-level', 'help']) {
+  for (const flag of ['config', 'resource-prefix', 'kubelet-dir', 'pod-resources-socket', 'plugins-registry-dir', 'registration', 'devinfo-dir', 'sysfs-root', 'dev-root', 'metrics-addr', 'log-level', 'cdi', 'cdi-dir', 'help']) {
     assert.match(help, `--${flag} `);
   }
   assert.match(help, '(default "/var/lib/kubelet/device-plugins")');
