@@ -3,7 +3,6 @@
  * discovery snapshot plus what discovery does not cover (VF counts, eswitch modes, TC offload,
  * modules, management devices, allocations, OVS). The planner is a pure function of this value.
  */
-import { dpDeviceInfoFiles, readDeviceInfo } from '../../host/deviceinfo.js';
 import { discover } from '../../host/discover.js';
 import { devlinkParam, eswitchMode, hwTcOffload, type EswitchMode } from '../../host/eswitch.js';
 import { fileState, type FileState } from '../../host/files.js';
@@ -11,6 +10,7 @@ import type { Machine } from '../../host/machine.js';
 import { presentModules } from '../../host/modules.js';
 import { otherConfig } from '../../host/ovsconfig.js';
 import { OvsdbClient } from '../../host/ovsdb.js';
+import { DEFAULT_POD_RESOURCES_SOCKET } from '../../host/podresources.js';
 import type { Snapshot } from '../../host/snapshot.js';
 import { busDeviceDir, readSriov, type SriovState } from '../../host/sriov.js';
 import { isUnreadable, readAttr, readNames } from '../../host/sysfs.js';
@@ -19,6 +19,7 @@ import type { ProvisionJournalEntry } from './journal.js';
 import type { PfSelector, Policy } from './policy.js';
 import { matchPfs } from './select.js';
 import { SOFTWARE_MGMTDEVS } from './vendors.js';
+import { heldByPods } from '../inuse.js';
 
 export const OVS_HW_OFFLOAD = 'hw-offload';
 export const FLOW_STEERING_PARAM = 'flow_steering_mode';
@@ -54,7 +55,7 @@ export interface NodeFacts {
   readonly hwTc: ReadonlyMap<string, boolean | null>;
   readonly modules: ReadonlySet<string>;
   readonly mgmtDevs: ReadonlySet<string>;
-  /** Allocated PCI function → the DeviceInfo file that says so. */
+  /** PCI function a pod holds → what says so: the containers the kubelet lists, or a DeviceInfo file. */
   readonly allocated: ReadonlyMap<string, string>;
   /** OVSDB remote → other_config:hw-offload (null: unset), or why it could not be read. */
   readonly ovs: ReadonlyMap<string, { readonly hwOffload: string | null } | { readonly error: string }>;
@@ -79,6 +80,8 @@ export interface GatherOptions {
   readonly builtinList: string;
   /** Files whose state the plan needs (the boot files, the running executable). */
   readonly files?: readonly string[];
+  /** The kubelet's pod resources API, asked which devices pods hold; default DEFAULT_POD_RESOURCES_SOCKET. */
+  readonly podResourcesSocket?: string;
 }
 
 export const OWNED_VDPA_KEY = 'vdpa-device:';
@@ -107,20 +110,6 @@ async function deviceFacts(m: Machine, snapshot: Snapshot, handle: string): Prom
     if (index !== null && index !== undefined) vfs.set(index, vf);
   }
   return { handle, pci, dir, sriov: readSriov(dir), eswitch: await eswitchMode(m, handle), steering: await devlinkParam(m, handle, FLOW_STEERING_PARAM), uplink: uplinkOf(dir), vfs };
-}
-
-function allocations(devinfoDir: string, warnings: string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const file of dpDeviceInfoFiles(devinfoDir) ?? []) {
-    try {
-      const di = readDeviceInfo(file);
-      const pci = di?.vdpa?.['pci-address'] ?? di?.pci?.['pci-address'];
-      if (pci) out.set(pci, file);
-    } catch (err) {
-      warnings.push(`ignoring DeviceInfo file: ${(err as Error).message}`);
-    }
-  }
-  return out;
 }
 
 async function ovsHwOffload(remote: string): Promise<{ hwOffload: string | null } | { error: string }> {
@@ -187,7 +176,7 @@ export async function gatherFacts(m: Machine, opts: GatherOptions, policy: Polic
     hwTc,
     modules: presentModules(m.sysfsRoot, opts.builtinList, KNOWN_MODULES),
     mgmtDevs: new Set(await listMgmtDevs(m)),
-    allocated: allocations(opts.devinfoDir, warnings),
+    allocated: await heldByPods(opts.podResourcesSocket ?? DEFAULT_POD_RESOURCES_SOCKET, opts.devinfoDir, warnings),
     ovs,
     owned: new Set(journal.filter((e) => e.key.startsWith(OWNED_VDPA_KEY)).map((e) => e.key.slice(OWNED_VDPA_KEY.length))),
     refused: new Map(journal.flatMap((e) => (e.key.startsWith(OWNED_VDPA_KEY) && e.refused ? [[e.key.slice(OWNED_VDPA_KEY.length), e.refused] as const] : []))),

@@ -7,8 +7,12 @@ import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { heldByPods } from '../../deviceplugin/inuse.js';
+import { gatherFacts } from '../../deviceplugin/provision/facts.js';
+import { PlanError, planProvision } from '../../deviceplugin/provision/plan.js';
 import { dpDeviceInfoPath } from '../../host/deviceinfo.js';
 import { KubeletStandIn } from '../support/kubelet.js';
+import { Bench, FOUR_VFS, VFS } from './harness.js';
+import { FakeKernel } from './kernel.js';
 
 const VF0 = '0000:65:00.2';
 const VF1 = '0000:65:00.3';
@@ -79,6 +83,31 @@ test('a kubelet that has just started may not know its pods: the files count too
   const warnings: string[] = [];
   assert.equal([...(await heldByPods(k.podResourcesSocket, dir, warnings))], [[VF0, file]]);
   assert.match(warnings[0]!, /^the kubelet has served pod resources for \d+ s and may not know all its pods yet; the DeviceInfo files count too: /);
+});
+
+test('a plan that would take a VF from a pod is refused naming the pod; once the pod is gone, the stale file does not stop it', async () => {
+  const b = new Bench(
+    new FakeKernel({ pfs: [{ vfs: [{ vdpa: 'virtio', vdpaName: `vdpa:${VFS[0]}` }, { vdpa: 'none' }] }] }, { modules: ['vdpa', 'virtio_vdpa', 'vhost_vdpa', 'virtio_net', 'mlx5_vdpa'], hwTc: { enp101s0f0np0: true } }),
+  );
+  cleanups.push(() => b.cleanup());
+  const k = await kubelet();
+  k.book('example.com/vdpa', [[VFS[0]]], { namespace: 'ns', name: 'web' });
+  dpFile(b.devinfoDir, VFS[0], 3_600_000);
+  const problems = async (): Promise<string[]> => {
+    const facts = await gatherFacts(b.k, { ...b.session().gather, podResourcesSocket: k.podResourcesSocket }, FOUR_VFS, []);
+    try {
+      planProvision(FOUR_VFS, facts);
+      return [];
+    } catch (err) {
+      if (err instanceof PlanError) return [...err.problems];
+      throw err;
+    }
+  };
+  assert.equal(await problems(), [`pfs[0]: in use by a pool with allocated devices: ${VFS[0]} (pod ns/web, container c0, example.com/vdpa); changing numVfs from 2 to 4 would take them away from their pods`]);
+  // The pod is gone; its file is an hour old: nothing holds the VF (what is left is the device this policy did not create).
+  k.deletePod('ns', 'web');
+  const left = await problems();
+  assert.ok(left.length > 0 && !left.some((p) => p.includes('in use')), left.join('\n'));
 });
 
 test.run();
