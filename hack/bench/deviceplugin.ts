@@ -22,8 +22,9 @@
  *
  *   npm run bench deviceplugin [-- --rounds N] [--node-options "<flags>"] [--json]
  *
- * --node-options sets NODE_OPTIONS for the plugin and the baseline server (not for this process),
- * e.g. "--max-semi-space-size=1" to see what a smaller V8 young generation does to RSS.
+ * --node-options gives Node flags to the plugin (its `--node-options=…` argument: the executable
+ * ignores NODE_OPTIONS) and to the baseline server (NODE_OPTIONS; not to this process), e.g.
+ * "--max-semi-space-size=1" to see what a smaller V8 young generation does to RSS.
  */
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
@@ -140,6 +141,7 @@ async function main(): Promise<void> {
   const o = process.argv.indexOf('--node-options');
   const nodeOptions = o < 0 ? '' : process.argv[o + 1]!;
   const env = nodeOptions ? { NODE_OPTIONS: nodeOptions } : {};
+  const nodeFlag = nodeOptions ? [`--node-options=${nodeOptions}`] : [];
   const VFS = 127;
 
   const fx = buildFixture({
@@ -164,7 +166,7 @@ async function main(): Promise<void> {
     // Warn level: an info line per Allocate would put 12 000 lines through the pipe being measured.
     const metricsAddr = `127.0.0.1:${await freePort()}`;
     const args = ['--log-level', 'warn', '--metrics-addr', metricsAddr];
-    plugin = PluginProcess.start({ ws, sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, kubeletDir: kubelet.dir, args, env });
+    plugin = PluginProcess.start({ ws, sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, kubeletDir: kubelet.dir, args: [...nodeFlag, ...args] });
     const virtio = await kubelet.waitForPlugin('bench.example.com/virtio', 1, 30_000);
     const vhost = await kubelet.waitForPlugin('bench.example.com/vhost', 1, 30_000);
     await virtio.stream.waitFor((d) => d.length === VFS, 30_000);
@@ -249,7 +251,7 @@ async function main(): Promise<void> {
     // RSS again on fresh processes, with Allocates one at a time as the kubelet sends them.
     await plugin.stop();
     const connections = kubelet.connections.filter((c) => c.resource === 'bench.example.com/virtio').length;
-    plugin = PluginProcess.start({ ws, sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, kubeletDir: kubelet.dir, args, env });
+    plugin = PluginProcess.start({ ws, sysfsRoot: fx.sysfsRoot, devRoot: fx.devRoot, kubeletDir: kubelet.dir, args: [...nodeFlag, ...args] });
     const seqVirtio = await kubelet.waitForPlugin('bench.example.com/virtio', connections + 1, 30_000);
     const seqVhost = await kubelet.waitForPlugin('bench.example.com/vhost', connections + 1, 30_000);
     await seqVirtio.stream.waitFor((d) => d.length === VFS, 30_000);
@@ -278,7 +280,7 @@ async function main(): Promise<void> {
     };
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(`device plugin: 2 PFs × ${VFS} VFs (127 virtio + 127 vhost vDPA devices), Node ${process.version}, ${process.arch}, load average ${load}`);
-    if (nodeOptions) console.log(`NODE_OPTIONS for the plugin and the baseline: ${nodeOptions}`);
+    if (nodeOptions) console.log(`Node flags for the plugin (--node-options) and the baseline (NODE_OPTIONS): ${nodeOptions}`);
     console.log(`start → both full lists on the kubelet's streams: ${startupMs.toFixed(0)} ms; discovery inside the plugin: ${discoveryMeanMs.toFixed(1)} ms mean over ${discoveries} passes`);
     console.log('');
     console.log(`| ${'what (ms)'.padEnd(44)} |     n |      p50 |      p99 |      max |`);
