@@ -41,6 +41,12 @@ export class Metrics {
     labelNames: ['resource', 'mode', 'result'] as const,
     registers: [this.registry],
   });
+  readonly allocated = new Gauge({
+    name: `${PREFIX}allocated_devices`,
+    help: 'Devices of the pool that pods hold now (the kubelet\'s pod resources, else the DeviceInfo files).',
+    labelNames: ['resource'] as const,
+    registers: [this.registry],
+  });
   readonly registered = new Gauge({
     name: `${PREFIX}registered`,
     help: 'Whether the pool is registered with the kubelet now (1) or not (0), by resource and mode.',
@@ -69,10 +75,12 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
   }
 
-  /** Devices per resource and health, replacing what the previous pools reported. */
-  setPools(pools: readonly Pool[]): void {
+  /** Devices per resource and health, and those in use, replacing what the previous pools reported. */
+  setPools(pools: readonly Pool[], inUse: ReadonlySet<string>): void {
     this.devices.reset();
+    this.allocated.reset();
     for (const pool of pools) {
+      this.allocated.set({ resource: pool.config.resource }, [...pool.devices.keys()].filter((id) => inUse.has(id)).length);
       const counts = { Healthy: 0, Unhealthy: 0 };
       for (const d of pool.devices.values()) counts[d.health]++;
       for (const [health, n] of Object.entries(counts)) this.devices.set({ resource: pool.config.resource, health }, n);

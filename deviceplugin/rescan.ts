@@ -160,7 +160,7 @@ export class Rescanner {
       const changes = describeChanges(before.get(pool.config.resource), pool);
       if (changes.length) this.log.info('pool changed', { resource: pool.config.resource, devices: pool.devices.size, changes });
     }
-    this.opts.metrics.setPools(next);
+    this.opts.metrics.setPools(next, this.use.inUse());
     this.opts.onPools(next);
   }
 

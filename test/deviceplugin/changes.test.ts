@@ -151,6 +151,7 @@ test('metrics: devices per resource and health, allocations, Allocate latency, r
   assert.is(metricValue(text, `${P}devices`, { resource: FIRST }), undefined, 'a removed pool is no longer reported');
   assert.is(metricValue(text, `${P}allocations_total`, { resource: VIRTIO, result: 'ok' }), 2);
   assert.is(metricValue(text, `${P}allocated_devices_total`, { resource: FIRST }), 1);
+  assert.is(metricValue(text, `${P}allocated_devices`, { resource: VIRTIO }), 3, 'held now: its two allocations and the one FIRST made before its devices came back');
   assert.is(metricValue(text, `${P}allocate_duration_seconds_count`, { resource: VIRTIO }), 2);
   assert.ok((metricValue(text, `${P}allocate_duration_seconds_bucket`, { resource: VIRTIO, le: '+Inf' }) ?? 0) >= 2);
   assert.is(metricValue(text, `${P}registrations_total`, { resource: VIRTIO, mode: 'kubelet', result: 'ok' }), 1);
