@@ -101,7 +101,7 @@ for (const [i, label] of ['vp_vdpa', 'simulator'].entries()) {
       assert.is(link(p.netdev), null, `${p.netdev} left the host`);
       assert.ok(ovsVsctl('list-ports', 'br-int').split('\n').includes(p.representor), 'the representor is a br-int port');
       const ids = externalIds(p.representor);
-      assert.is(ids['iface-id'], 'testbed_pod');
+      assert.is(ids['iface-id'], 'vdpa-vdpa-ovs_testbed_pod', 'the default ovn.ifaceId, vdpa-{network}_{namespace}_{pod}');
       assert.is(ids.attached_mac, mac);
       assert.is(ids.sandbox, call.containerId);
       assert.is(ids['pod-if-name'], 'net1');
