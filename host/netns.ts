@@ -113,7 +113,16 @@ const batchText = (lines: readonly (readonly (string | null)[])[]): string => li
  * batch travels in a quoted here-document, so no path or name reaches the shell as code.
  * Commands that `ip -batch` cannot carry run one process each.
  */
-export async function ipBatches(batches: readonly IpBatch[]): Promise<string> {
+export interface IpOptions {
+  /**
+   * false: `ip` processes even on Bun. Netlink from this process blocks its event loop for as
+   * long as the kernel takes (a netns move takes it tens of milliseconds), which a caller running
+   * other I/O beside the batch (OVSDB) does not want.
+   */
+  readonly inProcess?: boolean;
+}
+
+export async function ipBatches(batches: readonly IpBatch[], opts: IpOptions = {}): Promise<string> {
   const todo = batches.filter((b) => b.commands.length > 0);
   const lines = todo.map((b) => b.commands.map((c) => c.map(batchArg)));
   if (lines.some((b) => b.some((l) => l.includes(null)))) {
@@ -134,7 +143,7 @@ export async function ipBatches(batches: readonly IpBatch[]): Promise<string> {
   if (todo.length === 1 || bun) {
     let out = '';
     for (const [i, b] of todo.entries()) {
-      const direct = bun ? runRtnl(b.netns, b.commands) : null;
+      const direct = bun && opts.inProcess !== false ? runRtnl(b.netns, b.commands) : null;
       if (direct !== null) {
         out = direct;
         continue;
@@ -155,8 +164,8 @@ export async function ipBatches(batches: readonly IpBatch[]): Promise<string> {
 }
 
 /** Runs the commands in order and stops at the first failure, which it throws as an IpError. */
-export async function ip(netns: Netns, commands: readonly IpCommand[]): Promise<void> {
-  await ipBatches([{ netns, commands }]);
+export async function ip(netns: Netns, commands: readonly IpCommand[], opts: IpOptions = {}): Promise<void> {
+  await ipBatches([{ netns, commands }], opts);
 }
 
 /**

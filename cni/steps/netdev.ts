@@ -149,6 +149,13 @@ export interface ReturnRequest {
 }
 
 /**
+ * The trip home runs as an `ip` process: the undo runs it beside the port's removal, whose OVSDB
+ * replies must keep arriving while the kernel moves the netdev (netlink from this process would
+ * hold them up until the move is done).
+ */
+const HOME_TRIP = { inProcess: false } as const;
+
+/**
  * Inside `netns`: down, original name, MAC and MTU back, then moved to the host with the old
  * alias. When the name is taken (in that netns or in the host) the netdev travels under a unique
  * temporary name.
@@ -162,14 +169,14 @@ async function sendHome(netns: string, link: Link, original: string, r: ReturnRe
     ['link', 'set', 'dev', to, 'netns', HOST_NETNS, 'alias', r.alias],
   ];
   try {
-    await ip(netns, trip(link.name, original));
+    await ip(netns, trip(link.name, original), HOME_TRIP);
     return { name: original, renamed: false };
   } catch (err) {
     if (!(err instanceof IpError) || !err.exists) throw err;
   }
   const current = (await listLinks(netns)).find((l) => l.ifindex === link.ifindex)?.name ?? link.name;
   const tmp = tempName();
-  await ip(netns, trip(current, tmp));
+  await ip(netns, trip(current, tmp), HOME_TRIP);
   log.warn('original netdev name is taken in the host; returned it under a temporary name', { original, returnedAs: tmp });
   return { name: tmp, renamed: true };
 }
