@@ -10,7 +10,7 @@
 # when the suite ends), <suite>.console.log, <suite>.dmesg, and <suite>.ps when it ran out of
 # time (what each process waited on). Exit 0 only when every suite ran to its end and exited 0.
 #   VDPA_VM_SUITE_TIMEOUT  seconds one guest (boot, suite, power-off) may take (default 240)
-#   VDPA_VM_TIMEOUT        seconds all guests together may take; suites past it do not run (default 720)
+#   VDPA_VM_TIMEOUT        seconds all guests together may take; suites past it do not run (default 840: the boot-replay test takes two guests)
 #   VDPA_VM_MEMORY         guest memory in MiB (default 2048)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -40,13 +40,13 @@ for slot in 6 7 8 9; do
 done
 
 suite_timeout=${VDPA_VM_SUITE_TIMEOUT:-240}
-deadline=$((SECONDS + ${VDPA_VM_TIMEOUT:-720}))
+deadline=$((SECONDS + ${VDPA_VM_TIMEOUT:-840}))
 failed=0
 for suite in "$bundle"/test/vm/guest/*.mjs; do
   name=$(basename "$suite" .mjs)
   left=$((deadline - SECONDS))
   if ((left < 30)); then
-    log "$name: not run, the testbed's time (${VDPA_VM_TIMEOUT:-720} s) is used up"
+    log "$name: not run, the testbed's time (${VDPA_VM_TIMEOUT:-840} s) is used up"
     failed=1
     continue
   fi
