@@ -203,17 +203,6 @@ function parseJson(stdin: string): unknown {
   }
 }
 
-/** The cniVersion of a config that may be invalid otherwise: error replies are printed in it. */
-export function peekVersion(stdin: string): string | undefined {
-  try {
-    const v: unknown = JSON.parse(stdin);
-    if (v && typeof v === 'object' && 'cniVersion' in v && typeof v.cniVersion === 'string') return v.cniVersion;
-  } catch {
-    // Not JSON: the caller answers in the latest version.
-  }
-  return undefined;
-}
-
 function parseVersion(o: Obj): CniVersion {
   const v = o.cniVersion;
   if (typeof v !== 'string' || !isSupportedVersion(v)) {
