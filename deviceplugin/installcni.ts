@@ -1,12 +1,13 @@
 /**
  * `vdpa-device-plugin install-cni`: puts the vdpa-cni executable the image carries into the
- * runtime's CNI bin directory, atomically (a copy beside the target, fsync'd, renamed over it):
+ * runtime's CNI bin directory, atomically (a copy beside the target, renamed over it):
  * a runtime that runs the plugin meanwhile gets the old binary or the new one, never half of one.
  * The directory is a parameter: Multus' binDir is /opt/cni/bin on most clusters, /var/lib/cni/bin
  * on OpenShift.
  */
-import { chmodSync, closeSync, copyFileSync, fsyncSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { copyExecutable } from '../host/files.js';
 
 const HELP = `Usage: vdpa-device-plugin install-cni [--bin-dir DIR] [--source FILE]
 
@@ -34,20 +35,12 @@ export function installCni(argv: readonly string[]): number {
   }
   const dir = opts['bin-dir'];
   const target = join(dir, 'vdpa-cni');
-  const tmp = join(dir, `.vdpa-cni.${process.pid}.tmp`);
   try {
+    // Never create the directory: a wrong --bin-dir must fail, not install where no runtime looks.
     if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
-    copyFileSync(opts.source, tmp);
-    chmodSync(tmp, 0o755);
-    const fd = openSync(tmp, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, target);
+    // No fsync needed: the init container installs again on every start, after a reboot too.
+    copyExecutable(opts.source, target);
   } catch (err) {
-    rmSync(tmp, { force: true });
     process.stderr.write(`vdpa-device-plugin install-cni: ${(err as Error).message}\n`);
     return 1;
   }

@@ -8,9 +8,8 @@
 import type { Logger } from '../../host/log.js';
 import { createLsp, deleteLsp, LogicalSwitchMissingError, LspConflictError, type OwnedLsp } from '../../host/ovn-nb.js';
 import { OvsdbClient } from '../../host/ovsdb.js';
-import { readState } from '../../host/state.js';
 import { CniError, ErrorCode } from '../errors.js';
-import { attachmentGone } from '../gone.js';
+import { holderGone } from '../gone.js';
 import { parseCidr } from '../ip.js';
 import type { Result } from '../result.js';
 
@@ -43,13 +42,7 @@ export function lspAddresses(mac: string, addresses: Result): string {
 
 /** Do. */
 export async function createPort(req: LspRequest, stateDir: string, log: Logger): Promise<void> {
-  const replaceable = async (h: OwnedLsp): Promise<boolean> => {
-    if (h.sandbox === undefined || h.podIfName === undefined) return false;
-    const state = readState(stateDir, h.sandbox, h.podIfName);
-    const gone = state ? await attachmentGone(state) : 'no attachment state records it';
-    if (gone) log.warn('replacing a logical port of an attachment that is gone', { lsp: h.name, previousContainerID: h.sandbox, previousIfname: h.podIfName, why: gone });
-    return gone !== null;
-  };
+  const replaceable = (h: OwnedLsp): Promise<boolean> => holderGone(stateDir, h, 'logical port', log);
   const entry = req.mac ? lspAddresses(req.mac, req.addresses) : 'unknown';
   if (!req.mac) log.warn('no MAC for the logical port; it allows any address (set "mac" or runtimeConfig.mac)', { lsp: req.name });
   const client = await connectNb(req.nbdb);

@@ -10,10 +10,10 @@ import { BridgeMissingError, plugPort, PortConflictError, unplugPort, type PlugP
 import { findOwnedPorts, type OwnedPort } from '../../host/ovs-ports.js';
 import { waitInstalled } from '../../host/ovs-watch.js';
 import { OvsdbClient } from '../../host/ovsdb.js';
-import { readState, type AttachmentState } from '../../host/state.js';
+import type { AttachmentState } from '../../host/state.js';
 import { CniError, ErrorCode } from '../errors.js';
 import type { AttachmentRef } from '../netconf.js';
-import { attachmentGone } from '../gone.js';
+import { holderGone } from '../gone.js';
 import { representorDown } from './representor.js';
 
 export type { OwnedPort };
@@ -56,13 +56,7 @@ function unplug(client: OvsdbClient, port: OwnedPort): Promise<UnplugResult> {
  * attachment of ours, 7 for a port vdpa-cni does not own.
  */
 export async function plug(client: OvsdbClient, log: Logger, stateDir: string, spec: Omit<PlugPortSpec, 'replaceable'>): Promise<void> {
-  const replaceable = async (h: PortHolder): Promise<boolean> => {
-    if (h.sandbox === undefined || h.podIfName === undefined) return false;
-    const state = readState(stateDir, h.sandbox, h.podIfName);
-    const gone = state ? await attachmentGone(state) : 'no attachment state records it';
-    if (gone) log.warn('replacing a port of an attachment that is gone', { port: h.name, previousContainerID: h.sandbox, previousIfname: h.podIfName, why: gone });
-    return gone !== null;
-  };
+  const replaceable = (h: PortHolder): Promise<boolean> => holderGone(stateDir, h, 'port', log);
   try {
     await plugPort(client, { ...spec, replaceable });
   } catch (err) {
