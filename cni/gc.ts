@@ -8,26 +8,15 @@
  */
 import { representorOwners } from '../host/discover.js';
 import { listLinks } from '../host/netns.js';
-import { findOwnedLsps } from '../host/ovn-nb.js';
-import { OvsdbClient } from '../host/ovsdb.js';
-import type { HostPaths } from '../host/paths.js';
+import type { OvsdbClient } from '../host/ovsdb.js';
 import { listStates, readState, removeState, removeStaleTempFiles } from '../host/state.js';
 import { ipamCall, lockVf, type CallContext } from './context.js';
 import { CniError, ErrorCode } from './errors.js';
 import { ipamGc } from './ipam.js';
 import { attachmentHash, bringHome, networkHash, parseMark } from './steps/netdev.js';
 import { allOwnedPorts, connectOvs, OvsUnavailableError, removeOwnedPort, type OwnedPort } from './steps/port.js';
-import { removePort } from './steps/lsp.js';
+import { collectStalePorts } from './steps/lsp.js';
 import { undoAttachment } from './undo.js';
-
-/**
- * The VF behind each of these representors, by PCI address: the key ADD and DEL lock it by. Names
- * that are no VF's representor are left out. Read from those representors and their VFs, not the
- * whole node.
- */
-export function vfsByRepresentor(paths: HostPaths, names: Iterable<string>): Map<string, string> {
-  return representorOwners({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot }, names);
-}
 
 /** Why a port listed as stale must now be left alone (an ADD gave its VF to a new pod), or null. */
 async function takenOver(client: OvsdbClient, stateDir: string, port: OwnedPort): Promise<string | null> {
@@ -105,7 +94,8 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
         const stale = (await allOwnedPorts(client)).filter(
           (port) => port.network === conf.name && (port.sandbox === undefined || port.podIfName === undefined || !isValid(port.sandbox, port.podIfName)),
         );
-        const vfOf = stale.length ? vfsByRepresentor(paths, stale.map((p) => p.name)) : new Map<string, string>();
+        // The VF behind each representor (the key ADD and DEL lock it by); names no VF has are left out.
+        const vfOf = stale.length ? representorOwners({ sysfsRoot: paths.sysfsRoot, devRoot: paths.devRoot }, stale.map((p) => p.name)) : new Map<string, string>();
         for (const port of stale) await attempt(`port ${port.name}`, () => collectStalePort(ctx, client, port, vfOf.get(port.name) ?? null));
       } finally {
         client.close();
@@ -115,18 +105,7 @@ export async function cmdGc(ctx: CallContext): Promise<void> {
 
   if (conf.ovn.mode === 'managed') {
     const nbdb = conf.ovn.nbdb;
-    await attempt('stale logical ports', async () => {
-      const client = await OvsdbClient.connect(nbdb, { connectTimeoutMs: 3000 });
-      try {
-        const stale = (await findOwnedLsps(client)).filter((l) => l.network === conf.name && l.sandbox !== undefined && l.podIfName !== undefined && !isValid(l.sandbox, l.podIfName));
-        for (const l of stale) {
-          log.info('collecting stale logical switch port', { lsp: l.name, containerID: l.sandbox, ifname: l.podIfName });
-          await removePort({ name: l.name, nbdb }, { sandbox: l.sandbox!, podIfName: l.podIfName! }, log);
-        }
-      } finally {
-        client.close();
-      }
-    });
+    await attempt('stale logical ports', () => collectStalePorts(nbdb, conf.name, isValid, log));
   }
 
   const ours = networkHash(conf.name);
