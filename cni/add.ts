@@ -119,7 +119,8 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, plan: Plan): Promise<R
   }
   const mac = ovnk?.mac ?? conf.mac ?? netdev?.mac ?? null;
   const podUid = ovnk?.podUid ?? env.args.podUid;
-  const managed = conf.ovn.mode === 'managed' && ifaceId ? conf.ovn : null;
+  // Managed mode: the logical port vdpa-cni creates, named by the iface-id.
+  const managed = conf.ovn.mode === 'managed' && ifaceId ? { ...conf.ovn, name: ifaceId } : null;
   const journal = new AttachmentJournal(
     ctx.paths.stateDir,
     {
@@ -138,7 +139,7 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, plan: Plan): Promise<R
       mark: ep.netdev ? markFor(conf.name, env.containerId, env.ifname, ep.netdev) : '',
       representor: plugging ? ep.representor : null,
       representorMtu: rep?.mtu ?? null,
-      lsp: managed && ifaceId ? { name: ifaceId, nbdb: managed.nbdb } : null,
+      lsp: managed ? { name: managed.name, nbdb: managed.nbdb } : null,
       bridge: conf.bridge,
       ifaceId,
       steps: [],
@@ -151,8 +152,8 @@ async function attach(ctx: CallContext, ep: VdpaEndpoint, plan: Plan): Promise<R
   connecting.catch(() => undefined);
   try {
     const ipamResult = ipam ? await allocateAddresses(journal, ipam, log) : (ovnk?.addresses ?? EMPTY_RESULT);
-    if (managed && ifaceId) {
-      const lsp = { nbdb: managed.nbdb, logicalSwitch: managed.logicalSwitch, name: ifaceId, mac, addresses: ipamResult, sandbox: env.containerId, podIfName: env.ifname, network: conf.name, podUid };
+    if (managed) {
+      const lsp = { nbdb: managed.nbdb, logicalSwitch: managed.logicalSwitch, name: managed.name, mac, addresses: ipamResult, sandbox: env.containerId, podIfName: env.ifname, network: conf.name, podUid };
       await journal.step(['lsp'], () => createPort(lsp, ctx.paths.stateDir, log));
     }
     const client = await connecting;
